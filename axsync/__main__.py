@@ -1,0 +1,3 @@
+from axsync.cli import main
+
+main()
