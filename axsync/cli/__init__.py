@@ -74,9 +74,9 @@ def fail(exc: BaseException) -> None:
 
 
 def _register_all() -> None:
-    from axsync.cli import fake
+    from axsync.cli import fake, syncing
 
-    for module in (fake,):
+    for module in (fake, syncing):
         module.register(cli)
 
 

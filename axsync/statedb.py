@@ -1,0 +1,427 @@
+"""The state DB room: what axsync knows about one account, in SQLite (sqlite-utils, WAL).
+
+The schema lives in numbered SQL files (``state/NNNN_name.sql`` in the source tree, shipped in
+the wheel as ``axsync/_state``). ``StateDB.open`` applies the pending ones, each in one
+transaction together with its record; a database that has a migration this axsync does not
+know was written by a newer axsync and is refused (``SchemaTooNew``).
+
+One connection, used by one thread (the sync engine's main thread): downloads run in worker
+threads, but every write goes through here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+from axsync.errors import SchemaTooNew, StateError
+
+MIGRATION_SET = "axsync"
+
+
+def _migration_sources() -> list[tuple[str, str]]:
+    """(name, sql) of every shipped migration, in order."""
+    packaged = resources.files("axsync").joinpath("_state")
+    if packaged.is_dir():
+        entries = [(p.name, p.read_text("utf-8")) for p in packaged.iterdir()]
+    else:  # running from a source checkout (editable install)
+        src = Path(__file__).resolve().parent.parent / "state"
+        entries = [(p.name, p.read_text("utf-8")) for p in src.iterdir()]
+    sql = sorted((n, t) for n, t in entries if n.endswith(".sql") and n[:4].isdigit())
+    if not sql:
+        raise StateError("no state migrations found in the installation")
+    return [(n.removesuffix(".sql"), t) for n, t in sql]
+
+
+def _build_migrations() -> Migrations:
+    migrations = Migrations(MIGRATION_SET)
+    for name, sql in _migration_sources():
+
+        def apply(db: Database, _sql: str = sql) -> None:
+            db.executescript(_sql)
+
+        apply.__name__ = name
+        migrations(name=name)(apply)
+    return migrations
+
+
+@dataclass(frozen=True, slots=True)
+class FolderRow:
+    id: str
+    parent_id: str | None
+    name: str
+    path: tuple[str, ...]
+    dirname: str
+    role: str
+    id_validity: int | None
+    content_token: str | None
+    delta_token: str | None
+    conv_token: str | None
+    excluded: bool
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    uid: int
+    mail_id: str | None
+    folder_id: str
+    dirname: str
+    base: str
+    filename: str
+    size: int
+    server_size: int | None
+    vsize: int
+    sha256: str
+    compression: str
+    flags: str
+    refw: str
+    label_ids: tuple[str, ...]
+    internal_date: int
+    message_id: str
+    conversation_id: str | None
+    subject: str
+    from_addr: str
+    state: str
+    first_seen: int
+    last_seen: int
+    deleted_at: int | None
+
+
+_MESSAGE_COLUMNS = (
+    "uid, mail_id, folder_id, dirname, base, filename, size, server_size, vsize, sha256, compression, flags, "
+    "refw, label_ids, internal_date, message_id, conversation_id, subject, from_addr, state, "
+    "first_seen, last_seen, deleted_at"
+)
+
+
+def _message(row: Sequence[Any]) -> MessageRow:
+    values = list(row)
+    values[13] = tuple(json.loads(values[13]))
+    return MessageRow(*values)
+
+
+def _folder(row: Sequence[Any]) -> FolderRow:
+    (fid, parent, name, path, dirname, role, validity, ctok, dtok, cvtok, excluded, state) = row
+    return FolderRow(
+        fid, parent, name, tuple(json.loads(path)), dirname, role, validity, ctok, dtok, cvtok,
+        bool(excluded), state,
+    )
+
+
+_FOLDER_COLUMNS = (
+    "id, parent_id, name, path, dirname, role, id_validity, content_token, delta_token, "
+    "conv_token, excluded, state"
+)
+
+
+def labels_json(label_ids: Iterable[str]) -> str:
+    return json.dumps(sorted(set(label_ids)))
+
+
+class StateDB:
+    """Typed access to one account's state. Every method may raise ``StateError``."""
+
+    def __init__(self, db: Database, path: Path | None) -> None:
+        self.db = db
+        self.path = path
+        self.conn: sqlite3.Connection = db.conn
+
+    # ------------------------------------------------------------------ open / close
+
+    @classmethod
+    def open(cls, path: Path | None, *, readonly: bool = False) -> StateDB:
+        """Open (creating with mode 0600 and migrating) the DB at ``path``; None = memory."""
+        try:
+            if path is None:
+                db = Database(memory=True)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                if readonly:
+                    if not path.exists():
+                        raise StateError(f"state DB {path} does not exist; run `axsync sync` first")
+                    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                    db = Database(conn)
+                else:
+                    if not path.exists():
+                        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+                        os.close(fd)
+                    db = Database(path)
+                    db.enable_wal()
+                db.execute("PRAGMA busy_timeout = 10000")
+                db.execute("PRAGMA foreign_keys = ON")
+                db.execute("PRAGMA synchronous = NORMAL")
+            state = cls(db, path)
+            state._migrate(readonly)
+            return state
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open state DB {path}: {exc}") from exc
+
+    def _migrate(self, readonly: bool) -> None:
+        migrations = _build_migrations()
+        known = {m.name for m in migrations._migrations}
+        applied = {m.name for m in migrations.applied(self.db)}
+        unknown = sorted(applied - known)
+        if unknown:
+            raise SchemaTooNew(
+                f"state DB {self.path} was written by a newer axsync (migrations {', '.join(unknown)}); "
+                "upgrade axsync to use it"
+            )
+        if readonly:
+            if migrations.pending(self.db):
+                raise StateError(f"state DB {self.path} needs migrating; run `axsync sync` once")
+            return
+        migrations.apply(self.db)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def applied_migrations(self) -> list[str]:
+        return [m.name for m in _build_migrations().applied(self.db)]
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        try:
+            with self.db.atomic():
+                yield
+        except sqlite3.Error as exc:
+            raise StateError(f"state DB write failed: {exc}") from exc
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
+        try:
+            return self.conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise StateError(f"state DB query failed: {exc}") from exc
+
+    # ------------------------------------------------------------------ account
+
+    def account(self) -> dict[str, Any] | None:
+        cur = self.execute("SELECT * FROM accounts WHERE id = 1")
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return dict(zip([c[0] for c in cur.description], row, strict=True))
+
+    def ensure_account(self, name: str, server: str, username: str) -> None:
+        existing = self.account()
+        if existing is None:
+            with self.transaction():
+                self.execute(
+                    "INSERT INTO accounts (id, name, server, username, created_at) VALUES (1, ?, ?, ?, ?)",
+                    (name, server, username, int(time.time())),
+                )
+        elif (existing["server"], existing["username"]) != (server, username):
+            # A different mailbox behind the same archive: ids and tokens mean nothing.
+            with self.transaction():
+                self.execute(
+                    "UPDATE accounts SET name=?, server=?, username=?, folders_token=NULL, "
+                    "folders_delta_token=NULL, labels_token=NULL, capabilities_at=NULL WHERE id=1",
+                    (name, server, username),
+                )
+                self.execute(
+                    "UPDATE folders SET content_token=NULL, delta_token=NULL, conv_token=NULL"
+                )
+
+    def update_account(self, **fields: Any) -> None:
+        if not fields:
+            return
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        self.execute(f"UPDATE accounts SET {cols} WHERE id = 1", list(fields.values()))
+
+    # ------------------------------------------------------------------ folders
+
+    def folders(self) -> list[FolderRow]:
+        cur = self.execute(f"SELECT {_FOLDER_COLUMNS} FROM folders ORDER BY dirname")
+        return [_folder(r) for r in cur.fetchall()]
+
+    def upsert_folder(self, row: FolderRow, now: int) -> None:
+        self.execute(
+            "INSERT INTO folders (id, parent_id, name, path, dirname, role, id_validity, "
+            "content_token, delta_token, conv_token, excluded, state, first_seen, last_seen) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+            "parent_id=excluded.parent_id, name=excluded.name, path=excluded.path, "
+            "dirname=excluded.dirname, role=excluded.role, id_validity=excluded.id_validity, "
+            "content_token=excluded.content_token, delta_token=excluded.delta_token, "
+            "conv_token=excluded.conv_token, excluded=excluded.excluded, state=excluded.state, "
+            "last_seen=excluded.last_seen",
+            (
+                row.id, row.parent_id, row.name, json.dumps(list(row.path)), row.dirname,
+                row.role, row.id_validity, row.content_token, row.delta_token, row.conv_token,
+                int(row.excluded), row.state, now, now,
+            ),
+        )
+
+    def set_folder_tokens(self, folder_id: str, **tokens: str | int | None) -> None:
+        cols = ", ".join(f"{k} = ?" for k in tokens)
+        self.execute(f"UPDATE folders SET {cols} WHERE id = ?", [*tokens.values(), folder_id])
+
+    def delete_folder_row(self, folder_id: str) -> None:
+        self.execute("DELETE FROM folders WHERE id = ?", (folder_id,))
+
+    # ------------------------------------------------------------------ messages
+
+    def message_by_mail_id(self, mail_id: str) -> MessageRow | None:
+        row = self.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE mail_id = ?", (mail_id,)
+        ).fetchone()
+        return _message(row) if row else None
+
+    def message_by_uid(self, uid: int) -> MessageRow | None:
+        row = self.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE uid = ?", (uid,)
+        ).fetchone()
+        return _message(row) if row else None
+
+    def message_by_base(self, base: str) -> MessageRow | None:
+        row = self.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE base = ?", (base,)
+        ).fetchone()
+        return _message(row) if row else None
+
+    def messages_where(self, where: str = "1", params: Sequence[Any] = ()) -> Iterator[MessageRow]:
+        cur = self.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {where} ORDER BY uid", params)
+        while True:
+            rows = cur.fetchmany(1000)
+            if not rows:
+                return
+            for r in rows:
+                yield _message(r)
+
+    def messages_in_folder(self, folder_id: str) -> Iterator[MessageRow]:
+        return self.messages_where("folder_id = ? AND state = 'present'", (folder_id,))
+
+    def count_messages(self, where: str = "1", params: Sequence[Any] = ()) -> int:
+        return int(self.execute(f"SELECT count(*) FROM messages WHERE {where}", params).fetchone()[0])
+
+    def insert_message(self, values: dict[str, Any]) -> int:
+        values = dict(values)
+        values["label_ids"] = labels_json(values.get("label_ids", ()))
+        cols = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        cur = self.execute(f"INSERT INTO messages ({cols}) VALUES ({marks})", list(values.values()))
+        uid = int(cur.lastrowid or 0)
+        self._history(uid)
+        return uid
+
+    def update_message(self, uid: int, *, history: bool = True, **fields: Any) -> None:
+        if "label_ids" in fields:
+            fields["label_ids"] = labels_json(fields["label_ids"])
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        self.execute(f"UPDATE messages SET {cols} WHERE uid = ?", [*fields.values(), uid])
+        if history:
+            self._history(uid)
+
+    def _history(self, uid: int) -> None:
+        self.execute(
+            "INSERT INTO message_history (uid, at, folder_id, dirname, flags, label_ids, state) "
+            "SELECT uid, ?, folder_id, dirname, flags, label_ids, state FROM messages WHERE uid = ?",
+            (int(time.time()), uid),
+        )
+
+    # ------------------------------------------------------------------ labels / keywords
+
+    def labels(self) -> dict[str, tuple[str, str]]:
+        """label id -> (name, atom), present labels only."""
+        cur = self.execute("SELECT id, name, atom FROM labels WHERE state = 'present'")
+        return {i: (n, a) for i, n, a in cur.fetchall()}
+
+    def all_labels(self) -> dict[str, tuple[str, str]]:
+        cur = self.execute("SELECT id, name, atom FROM labels")
+        return {i: (n, a) for i, n, a in cur.fetchall()}
+
+    def replace_labels(self, labels: Iterable[tuple[str, str, str]]) -> None:
+        """Record the server's label list; labels gone from it are kept as 'deleted'."""
+        seen = []
+        for lid, name, atom in labels:
+            seen.append(lid)
+            self.execute(
+                "INSERT INTO labels (id, name, atom, state) VALUES (?,?,?,'present') "
+                "ON CONFLICT(id) DO UPDATE SET name=excluded.name, atom=excluded.atom, state='present'",
+                (lid, name, atom),
+            )
+        marks = ",".join("?" for _ in seen) or "''"
+        self.execute(f"UPDATE labels SET state='deleted' WHERE id NOT IN ({marks})", seen)
+
+    def folder_keywords(self, dirname: str) -> dict[str, str]:
+        """atom -> letter for one folder directory."""
+        cur = self.execute("SELECT atom, letter FROM folder_keywords WHERE dirname = ?", (dirname,))
+        return dict(cur.fetchall())
+
+    def set_folder_keywords(self, dirname: str, mapping: dict[str, str]) -> None:
+        for atom, letter in mapping.items():
+            self.execute(
+                "INSERT INTO folder_keywords (dirname, letter, atom) VALUES (?,?,?) "
+                "ON CONFLICT(dirname, letter) DO UPDATE SET atom = excluded.atom",
+                (dirname, letter, atom),
+            )
+
+    def move_folder_dirname(self, old: str, new: str) -> None:
+        self.execute("UPDATE messages SET dirname = ? WHERE dirname = ?", (new, old))
+        self.execute("UPDATE folder_keywords SET dirname = ? WHERE dirname = ?", (new, old))
+
+    # ------------------------------------------------------------------ conversations
+
+    def upsert_conversation(self, cid: str, token: str | None, subject: str, count: int) -> None:
+        self.execute(
+            "INSERT INTO conversations (id, sync_token, subject, mail_count, updated_at) "
+            "VALUES (?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+            "sync_token=coalesce(excluded.sync_token, conversations.sync_token), "
+            "subject=excluded.subject, mail_count=excluded.mail_count, updated_at=excluded.updated_at",
+            (cid, token, subject, count, int(time.time())),
+        )
+
+    # ------------------------------------------------------------------ runs / conflicts
+
+    def start_run(self, mode: str, dry_run: bool) -> int:
+        with self.transaction():
+            cur = self.execute(
+                "INSERT INTO runs (started_at, mode, dry_run) VALUES (?,?,?)",
+                (int(time.time()), mode, int(dry_run)),
+            )
+        return int(cur.lastrowid or 0)
+
+    def finish_run(self, run_id: int, *, ok: bool, exit_code: int, summary: dict[str, Any],
+                   errors: list[dict[str, str]]) -> None:
+        with self.transaction():
+            self.execute(
+                "UPDATE runs SET finished_at=?, ok=?, exit_code=?, summary=?, errors=? WHERE id=?",
+                (int(time.time()), int(ok), exit_code, json.dumps(summary), json.dumps(errors), run_id),
+            )
+
+    def last_runs(self, n: int = 1) -> list[dict[str, Any]]:
+        cur = self.execute(
+            "SELECT id, started_at, finished_at, mode, dry_run, ok, exit_code, summary, errors "
+            "FROM runs WHERE dry_run = 0 ORDER BY id DESC LIMIT ?", (n,)
+        )
+        cols = [c[0] for c in cur.description]
+        out = []
+        for row in cur.fetchall():
+            d = dict(zip(cols, row, strict=True))
+            d["summary"] = json.loads(d["summary"]) if d["summary"] else None
+            d["errors"] = json.loads(d["errors"] or "[]")
+            out.append(d)
+        return out
+
+    def record_conflict(self, run_id: int, uid: int | None, mail_id: str | None, field: str,
+                        base: str, local: str, server: str, resolution: str) -> None:
+        self.execute(
+            "INSERT INTO conflicts (run_id, uid, mail_id, field, base, local, server, resolution, "
+            "created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            (run_id, uid, mail_id, field, base, local, server, resolution, int(time.time())),
+        )
+
+    def conflicts(self, limit: int = 50) -> list[dict[str, Any]]:
+        cur = self.execute("SELECT * FROM conflicts ORDER BY id DESC LIMIT ?", (limit,))
+        cols = [c[0] for c in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]

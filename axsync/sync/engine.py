@@ -1,0 +1,131 @@
+"""One account's run: wire the rooms (API client, store, state DB), pull, push, record.
+
+``run_account`` never raises for item failures (they are in the report, exit 1); fatal
+errors are caught, recorded in the run row and reported with their exit code, so many
+accounts can run side by side and one failing does not stop the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from axsync.api import ApiClient
+from axsync.config import Account, resolve_password
+from axsync.errors import AxsyncError, PartialFailure, StateError, exit_code_for
+from axsync.statedb import StateDB
+from axsync.store import Store
+from axsync.sync.pull import PullOptions, Puller
+from axsync.sync.report import NullProgress, Progress, RunReport
+
+log = logging.getLogger("axsync.sync")
+
+
+@dataclass
+class SyncOptions:
+    pull_only: bool = False
+    push_only: bool = False
+    dry_run: bool = False
+    force: bool = False
+    stop_after: int | None = None
+
+
+class AccountLock:
+    """One run per archive at a time (a second concurrent run would race on the DB)."""
+
+    def __init__(self, path: os.PathLike[str] | str) -> None:
+        self.path = os.fspath(path)
+        self.fd: int | None = None
+
+    def __enter__(self) -> AccountLock:
+        import fcntl
+
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = None
+            raise StateError(f"another axsync run holds {self.path}") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def open_client(account: Account, password: str | None = None,
+                transport: object | None = None) -> ApiClient:
+    password = password if password is not None else resolve_password(account)
+    return ApiClient(
+        account.server, account.username, password, concurrency=account.concurrency,
+        timeout=account.timeout, verify=account.verify,
+        transport=transport,  # type: ignore[arg-type]
+    )
+
+
+def run_account(
+    account: Account,
+    options: SyncOptions,
+    *,
+    progress: Progress | None = None,
+    client_factory: Callable[[Account], ApiClient] | None = None,
+) -> RunReport:
+    """One incremental run for ``account``. Returns the report; never raises AxsyncError."""
+    progress = progress or NullProgress()
+    report = RunReport(account=account.name, mode=account.mode, dry_run=options.dry_run)
+    started = time.monotonic()
+    api: ApiClient | None = None
+    db: StateDB | None = None
+    run_id = None
+    try:
+        account.maildir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with AccountLock(account.maildir / "axsync.lock"):
+            db = StateDB.open(account.state_path)
+            db.ensure_account(account.name, account.server, account.username)
+            run_id = db.start_run(account.mode, options.dry_run)
+            store = Store(account.maildir, compression=account.compression)
+            store.ensure_folder("")
+            if not options.dry_run:
+                store.cleanup_tmp()
+            api = client_factory(account) if client_factory else open_client(account)
+            if not options.push_only:
+                pull = Puller(
+                    api, store, db,
+                    PullOptions(
+                        mode=account.mode, dry_run=options.dry_run, force=options.force,
+                        concurrency=account.concurrency, excludes=account.exclude,
+                        max_delete=account.max_delete.limit, stop_after=options.stop_after,
+                    ),
+                    report, progress,
+                )
+                pull.run()
+            if report.failures:
+                report.exit_code = PartialFailure.exit_code
+    except AxsyncError as exc:
+        report.fatal = str(exc)
+        report.exit_code = exc.exit_code
+        log.error("account %s: %s", account.name, exc)
+    except Exception as exc:  # a bug: record it, keep other accounts going
+        log.exception("account %s: unexpected error", account.name)
+        report.fatal = f"internal error: {exc.__class__.__name__}: {exc}"
+        report.exit_code = exit_code_for(exc)
+    finally:
+        progress.close()
+        if api is not None:
+            report.requests = api.requests
+            api.close()
+        report.seconds = time.monotonic() - started
+        if db is not None:
+            if run_id is not None:
+                try:
+                    db.finish_run(run_id, ok=report.ok, exit_code=report.exit_code,
+                                  summary=report.to_json(), errors=report.failures[:1000])
+                except AxsyncError as exc:
+                    log.error("could not record the run: %s", exc)
+            db.close()
+    return report

@@ -1,0 +1,906 @@
+"""Pull: server -> archive. Gather (API) -> stage (TEMP tables) -> plan (pure) -> execute.
+
+Order of execution inside one run, chosen so that a kill at any point loses nothing and
+the next run converges without duplicates:
+
+1. folder directories are created/renamed (a server rename is a directory rename);
+2. relocations (server moves: new id, same content) rename files, no download;
+3. flag/label updates rename files;
+4. downloads: worker threads stream each source into ``tmp/``, fsync, rename into ``cur/``;
+   the main thread (the only DB writer) then records the row. A file whose row was not
+   recorded (killed in between) carries a deterministic unique name and is adopted by the
+   next run instead of being downloaded twice;
+5. removals (mirror/sync: delete the file; backup: keep it, mark the row deleted);
+6. tokens are saved last, per folder, only when every item of that folder succeeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from axsync.api import ApiClient
+from axsync.errors import (
+    AxsyncError,
+    DeletionGuardError,
+    EndpointMissing,
+    IntegrityError,
+    StoreError,
+    TokenRejected,
+)
+from axsync.model import Folder, Mail, MailFlags
+from axsync.statedb import FolderRow, MessageRow, StateDB
+from axsync.store import Store
+from axsync.store.keywords import ensure_keywords, label_to_atom
+from axsync.store.names import assign_dirname
+from axsync.sync import plan as P
+from axsync.sync.report import Progress, RunReport
+from axsync.sync.staging import Staging
+
+log = logging.getLogger("axsync.pull")
+
+CAPABILITY_TTL = 24 * 3600
+
+
+@dataclass
+class PullOptions:
+    mode: str = "sync"  # backup | mirror | sync
+    dry_run: bool = False
+    force: bool = False
+    concurrency: int = 8
+    excludes: tuple[str, ...] = ()
+    max_delete: Callable[[int], int] = lambda total: total
+    stop_after: int | None = None  # tests: raise after this many executed actions
+
+
+class Interrupted(AxsyncError):
+    """Raised by the ``stop_after`` test hook to simulate a crash between actions."""
+
+
+def unique_for(mail: Mail, host: str) -> str:
+    """A deterministic Maildir unique part for a mail's first download, so a file written
+    just before a kill is recognised (and adopted) by the next run."""
+    h = hashlib.sha1(f"{mail.id}\0{mail.folder_id}\0{mail.size}\0{mail.date}".encode()).hexdigest()
+    return f"{max(mail.date, 0)}.R{h[:20]}.{host}"
+
+
+def _host() -> str:
+    host = socket.gethostname() or "localhost"
+    return host.replace("/", "\\057").replace(":", "\\072").replace(",", "\\054")
+
+
+class _Sink:
+    """A file-like target for ``download_source`` over a store writer: ``seek(0)`` +
+    ``truncate()`` (what the client does before a retry) start a fresh writer."""
+
+    def __init__(self, store: Store, dirname: str, unique: str) -> None:
+        self.store, self.dirname, self.unique = store, dirname, unique
+        self._cm = store.writer(dirname, unique=unique)
+        self.writer = self._cm.__enter__()
+
+    def write(self, data: bytes) -> int:
+        self.writer.write(data)
+        return len(data)
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        if pos != 0 or whence != 0:
+            raise OSError("sink only rewinds to the start")
+        return 0
+
+    def truncate(self, size: int | None = None) -> int:
+        self.abort()
+        self._cm = self.store.writer(self.dirname, unique=self.unique)
+        self.writer = self._cm.__enter__()
+        return 0
+
+    def tell(self) -> int:
+        return int(getattr(self.writer, "size", 0))
+
+    def abort(self) -> None:
+        self._cm.__exit__(StoreError, StoreError("aborted"), None)
+
+
+@dataclass
+class _FolderState:
+    target: P.FolderTarget
+    row: FolderRow | None
+    new_content_token: str | None = None
+    new_delta_token: str | None = None
+    new_conv_token: str | None = None
+    failed: bool = False
+    needs_sync: bool = False
+    reconciled: bool = False
+
+
+@dataclass
+class Puller:
+    api: ApiClient
+    store: Store
+    db: StateDB
+    options: PullOptions
+    report: RunReport
+    progress: Progress
+    host: str = field(default_factory=_host)
+    _actions: int = 0
+    _labels: dict[str, tuple[str, str]] = field(default_factory=dict)
+    _keywords: dict[str, dict[str, str]] = field(default_factory=dict)
+    _local: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
+
+    # ================================================================ entry point
+
+    def run(self) -> None:
+        now = int(time.time())
+        mail_delta, folder_delta = self._capabilities(now)
+        self.progress.phase("folders")
+        tree, folders_token, delta_token = self._gather_tree(folder_delta)
+        known = [
+            P.KnownFolder(r.id, r.path, r.dirname, r.id_validity, r.content_token, r.excluded, r.state)
+            for r in self.db.folders()
+        ]
+        fplan = P.plan_folders(known, tree, self.options.excludes, assign_dirname)
+        rows = {r.id: r for r in self.db.folders()}
+        states = {fid: _FolderState(t, rows.get(fid)) for fid, t in fplan.targets.items()}
+        labels_token = self._gather_labels()
+        self._decide_content_sync(states, fplan, folder_delta)
+        staging = Staging(self.db)
+        self.progress.phase("changes")
+        for st in states.values():
+            if st.needs_sync:
+                self._gather_folder(st, staging, mail_delta and st.target.id not in fplan.validity_reset)
+        self._gather_conversations(states, mail_delta)
+        pplan = self._plan(fplan, states, staging)
+        if self.options.dry_run:
+            self._describe(pplan, states)
+            return
+        self._guard(pplan)
+        self._execute_folders(fplan, states, now)
+        self._execute_relocations(pplan, states)
+        self._execute_updates(staging, states)
+        self._execute_downloads(staging, states, pplan)
+        self._execute_removals(staging, states, pplan)
+        self._save_tokens(states, folders_token, delta_token, labels_token, now)
+
+    # ================================================================ gather
+
+    def _capabilities(self, now: int) -> tuple[bool, bool]:
+        acc = self.db.account() or {}
+        fresh = acc.get("capabilities_at") and now - int(acc["capabilities_at"]) < CAPABILITY_TTL
+        if fresh and acc.get("mail_delta") is not None:
+            return bool(acc["mail_delta"]), bool(acc["folder_delta"])
+        info = self.api.server_info()
+        if not self.options.dry_run:
+            with self.db.transaction():
+                self.db.update_account(
+                    api_version=info.api_version, server_version=info.server_version,
+                    mail_delta=int(info.has_mail_delta), folder_delta=int(info.has_folder_delta),
+                    capabilities_at=now,
+                )
+        return info.has_mail_delta, info.has_folder_delta
+
+    def _downgrade(self, what: str) -> None:
+        self.report.notes.append(f"server has no {what} endpoint; using listings")
+        if not self.options.dry_run:
+            with self.db.transaction():
+                self.db.update_account(**{what: 0})
+
+    def _gather_tree(self, folder_delta: bool) -> tuple[dict[str, P.TreeFolder], str | None, str | None]:
+        """The server's folder tree now, plus the tokens to save at the end."""
+        acc = self.db.account() or {}
+        known = {
+            r.id: P.TreeFolder(r.id, r.name, r.parent_id or "", r.role, r.id_validity, r.content_token)
+            for r in self.db.folders() if r.state == "present"
+        }
+        if folder_delta:
+            token = acc.get("folders_delta_token") or ""
+            try:
+                delta = self.api.folders_delta(token)
+            except EndpointMissing:
+                self._downgrade("folder_delta")
+            except TokenRejected:
+                log.info("folder delta token rejected; starting a fresh folder delta")
+                delta = self.api.folders_delta("")
+                tree, _ = P.fold_folder_events({}, delta.events)
+                return self._mail_folders_only(tree), None, delta.sync_token
+            else:
+                base = known if token else {}
+                tree, _ = P.fold_folder_events(base, delta.events)
+                return self._mail_folders_only(tree), None, delta.sync_token
+        token = self.api.folders_token()
+        if token == acc.get("folders_token") and known:
+            # Tree unchanged; content tokens are checked per folder below.
+            return {k: P.TreeFolder(v.id, v.name, v.parent_id, v.role, v.id_validity, None)
+                    for k, v in known.items()}, token, None
+        listing = self.api.list_folders()
+        tree = {f.id: P.TreeFolder(f.id, f.name, f.parent_id, f.role, None, None)
+                for f in listing.items if f.folder_type in ("mails", "")}
+        return tree, listing.sync_token, None
+
+    @staticmethod
+    def _mail_folders_only(tree: dict[str, P.TreeFolder]) -> dict[str, P.TreeFolder]:
+        return tree
+
+    def _gather_labels(self) -> str | None:
+        acc = self.db.account() or {}
+        self._labels = self.db.labels()
+        token = self.api.labels_token()
+        if token == acc.get("labels_token") and (self._labels or token):
+            return None
+        listing = self.api.list_labels()
+        self._labels = {lb.id: (lb.name, label_to_atom(lb.name)) for lb in listing.items}
+        if not self.options.dry_run:
+            with self.db.transaction():
+                self.db.replace_labels((i, n, a) for i, (n, a) in self._labels.items())
+        return listing.sync_token
+
+    def _decide_content_sync(self, states: dict[str, _FolderState], fplan: P.FolderPlan,
+                             folder_delta: bool) -> None:
+        for fid, st in states.items():
+            if st.target.excluded:
+                continue
+            row = st.row
+            if fid in fplan.validity_reset or row is None or row.state != "present":
+                st.needs_sync = True
+                continue
+            if folder_delta and self.db.account() and (self.db.account() or {}).get("folders_delta_token"):
+                token = st.target.content_token
+            else:
+                token = self.api.mails_token(fid)
+            st.new_content_token = token
+            st.needs_sync = token is None or token != row.content_token
+
+    def _gather_folder(self, st: _FolderState, staging: Staging, use_delta: bool) -> None:
+        fid = st.target.id
+        row = st.row
+        if use_delta:
+            token = row.delta_token if row and row.state == "present" and fid not in ("",) else None
+            if row is not None and row.delta_token is None and row.content_token is not None:
+                token = None  # known folder without a delta token: listing diff below
+                use_delta = False
+        if use_delta:
+            try:
+                for page in self.api.iter_mails_delta(fid, token):
+                    for m in page.new:
+                        staging.add_new(m)
+                    for m in page.replaced:
+                        staging.add_new(m, "replaced")
+                    for u in page.updated:
+                        staging.add_update(u)
+                    for mid in page.removed:
+                        staging.add_removed(mid, fid)
+                    st.new_delta_token = page.sync_token
+                if token is None and row is not None:
+                    # A first full delta of a folder we already hold: drop what it lacks.
+                    self._stage_unlisted(staging, fid)
+                if st.new_content_token is None:
+                    st.new_content_token = st.target.content_token
+                return
+            except EndpointMissing:
+                self._downgrade("mail_delta")
+            except TokenRejected:
+                log.warning("mails delta token for folder %s rejected; reconciling by listing", fid)
+                self.report.notes.append(f"folder {'/'.join(st.target.path)}: token expired, reconciled")
+                st.reconciled = True
+                staging_reset = True
+                del staging_reset
+        token_before, mails = self.api.list_all_mails(fid)
+        staging.add_listing(fid, mails)
+        st.new_content_token = st.new_content_token or token_before
+        if use_delta or st.reconciled:
+            # Start a fresh delta chain from "now": take the listing token if the server
+            # accepts it, else the next run starts from a full delta.
+            st.new_delta_token = token_before
+
+    def _stage_unlisted(self, staging: Staging, folder_id: str) -> None:
+        cur = self.db.execute(
+            "SELECT mail_id FROM messages WHERE folder_id=? AND state='present' AND mail_id IS NOT NULL "
+            "AND mail_id NOT IN (SELECT mail_id FROM st_new) AND mail_id NOT IN (SELECT mail_id FROM st_upd)",
+            (folder_id,),
+        )
+        for (mid,) in cur.fetchall():
+            staging.add_removed(mid, folder_id)
+
+    def _gather_conversations(self, states: dict[str, _FolderState], mail_delta: bool) -> None:
+        """10.4: map mails to conversations from the per-folder conversation lists (token-gated).
+        10.6 deltas carry ``conversationId`` already."""
+        changed = [st for st in states.values() if st.needs_sync and not st.target.excluded
+                   and st.target.role not in ("junk", "trash")]
+        if not changed or mail_delta:
+            return
+        if not self._conversations_available():
+            return
+        for st in changed:
+            token = self.api.conversations_token(st.target.id)
+            if st.row is not None and token == st.row.conv_token:
+                continue
+            for conv in self.api.iter_conversations(st.target.id):
+                for member in conv.members:
+                    self.db.execute(
+                        "UPDATE st_new SET conversation_id=? WHERE mail_id=?", (conv.id, member.mail_id))
+                    self.db.execute(
+                        "UPDATE st_upd SET conversation_id=? WHERE mail_id=?", (conv.id, member.mail_id))
+                    self.db.execute(
+                        "INSERT OR IGNORE INTO st_upd (mail_id, folder_id, unread, flagged, draft, deleted, "
+                        "refw, label_ids, conversation_id) SELECT mail_id, folder_id, "
+                        "CASE WHEN instr(flags,'S') THEN 0 ELSE 1 END, instr(flags,'F')>0, instr(flags,'D')>0, "
+                        "instr(flags,'T')>0, refw, label_ids, ? FROM messages WHERE mail_id=? AND state='present' "
+                        "AND coalesce(conversation_id,'') != ?",
+                        (conv.id, member.mail_id, conv.id))
+                if not self.options.dry_run:
+                    self.db.upsert_conversation(conv.id, None, conv.subject, conv.mail_count)
+            st.new_conv_token = token
+
+    def _conversations_available(self) -> bool:
+        acc = self.db.account() or {}
+        container = acc.get("folder_container_id")
+        try:
+            if not container:
+                container = self.api.account_info().folder_container_id
+                if not self.options.dry_run:
+                    with self.db.transaction():
+                        self.db.update_account(folder_container_id=container)
+            states = self.api.index_info(container, ("conversation",))
+        except AxsyncError as exc:
+            self.report.notes.append(f"conversation index not checked ({exc}); conversations skipped")
+            return False
+        state = next((s.state for s in states if s.id == "conversation"), "unavailable")
+        if state in ("unavailable", "uninitialized"):
+            self.report.notes.append(f"conversation index is {state} on the server; conversations skipped")
+            return False
+        return True
+
+    # ================================================================ plan
+
+    def _plan(self, fplan: P.FolderPlan, states: dict[str, _FolderState], staging: Staging) -> P.PullPlan:
+        mode = "keep" if self.options.mode == "backup" else "delete"
+        pplan = P.PullPlan(fplan, removals_mode=mode)
+        dir_of = {fid: st.target.dirname for fid, st in states.items()}
+        # Moves with the same id (server kept the id): st_new rows already known in the DB.
+        cur = self.db.execute(
+            "SELECT s.mail_id, m.uid FROM st_new s JOIN messages m ON m.mail_id = s.mail_id "
+            "WHERE m.state = 'present'"
+        )
+        same_id = dict(cur.fetchall())
+        # Moves with a new id: Message-ID + server size against rows vanishing in this run.
+        removed_rows = [
+            P.KnownMail(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7])
+            for r in self.db.execute(
+                "SELECT m.uid, m.mail_id, m.folder_id, m.dirname, coalesce(m.server_size, m.size), "
+                "m.sha256, m.message_id, m.internal_date FROM messages m JOIN st_rm r ON r.mail_id = m.mail_id "
+                "WHERE m.state = 'present' AND m.message_id != '' AND EXISTS (SELECT 1 FROM st_new s "
+                "WHERE s.message_id = m.message_id AND s.size = coalesce(m.server_size, m.size))"
+            ).fetchall()
+        ]
+        candidates = []
+        if removed_rows:
+            keys = {(k.message_id, k.size) for k in removed_rows}
+            for mail, _kind in staging.new_mails():
+                if (mail.message_id, mail.size) in keys and mail.id not in same_id:
+                    candidates.append(mail)
+        pplan.relocations = P.match_moves(candidates, removed_rows)
+        for mid, uid in same_id.items():
+            mail = next(m for m, _ in staging.new_mails("mail_id = ?", (mid,)))
+            pplan.relocations.append(P.Relocate(uid, mail))
+        relocated_new = {r.mail.id for r in pplan.relocations}
+        relocated_uids = {r.uid for r in pplan.relocations}
+        self._relocated_new, self._relocated_uids = relocated_new, relocated_uids
+        for r in pplan.relocations:
+            pplan.counts(dir_of.get(r.mail.folder_id, "?")).relocations += 1
+        for mail, _kind in staging.new_mails():
+            if mail.id in relocated_new:
+                continue
+            c = pplan.counts(dir_of.get(mail.folder_id, "?"))
+            c.downloads += 1
+            c.bytes += mail.size
+        for mid, fid, *_ in staging.updates():
+            pplan.counts(dir_of.get(fid, "?")).updates += 1
+        for mid, fid in staging.removed():
+            row = self.db.message_by_mail_id(mid)
+            if row is None or row.uid in relocated_uids:
+                continue
+            pplan.counts(row.dirname).removals += 1
+        for a in fplan.actions:
+            if a.kind == "rename":
+                pplan.counts(a.dirname).renames += 1
+        return pplan
+
+    def _guard(self, pplan: P.PullPlan) -> None:
+        if pplan.removals_mode != "delete":
+            return
+        deletions = pplan.totals().removals
+        total = self.db.count_messages("state = 'present'")
+        check = P.check_deletions(deletions, total, self.options.max_delete(total), self.options.force)
+        if not check.allowed:
+            raise DeletionGuardError(
+                f"the server side deleted {deletions} of {total} archived messages, more than "
+                f"max_delete allows ({check.limit}); nothing was deleted. Check the server, then "
+                "run again with --force to apply the deletions"
+            )
+
+    def _describe(self, pplan: P.PullPlan, states: dict[str, _FolderState]) -> None:
+        paths = {st.target.dirname: "/".join(st.target.path) for st in states.values()}
+        for a in pplan.folders.actions:
+            self.report.plan.append({"folder": "/".join(a.path), "action": a.kind,
+                                     "dirname": a.dirname, "from": a.old_dirname})
+        for dirname, c in sorted(pplan.per_folder.items()):
+            if c.empty():
+                continue
+            self.report.plan.append({
+                "folder": paths.get(dirname, dirname), "dirname": dirname,
+                "downloads": c.downloads, "bytes": c.bytes, "renames": c.relocations + c.renames,
+                "flag_updates": c.updates,
+                ("deletes" if pplan.removals_mode == "delete" else "marked_deleted"): c.removals,
+            })
+        t = pplan.totals()
+        self.report.pulled.new = t.downloads
+        self.report.pulled.bytes = t.bytes
+        self.report.pulled.moved = t.relocations
+        self.report.pulled.updated = t.updates
+        self.report.pulled.deleted = t.removals
+
+    # ================================================================ execute
+
+    def _tick(self) -> None:
+        self._actions += 1
+        if self.options.stop_after is not None and self._actions > self.options.stop_after:
+            raise Interrupted(f"stopped after {self.options.stop_after} actions (test hook)")
+
+    def _execute_folders(self, fplan: P.FolderPlan, states: dict[str, _FolderState], now: int) -> None:
+        renames = [a for a in fplan.actions if a.kind == "rename"]
+        # Two phases when a target name is still used by another renamed folder (swaps).
+        pending = {a.old_dirname: a for a in renames}
+        for a in renames:
+            if a.dirname in pending and pending[a.dirname] is not a:
+                tmp = f".axsync-rename-{a.folder_id}"
+                self.store.rename_folder(a.old_dirname or "", tmp)
+                pending.pop(a.old_dirname, None)
+                pending[tmp] = a
+                with self.db.transaction():
+                    self.db.move_folder_dirname(a.old_dirname or "", tmp)
+                    self.db.set_folder_tokens(a.folder_id, dirname=tmp)
+        for old, a in list(pending.items()):
+            self._tick()
+            if self.store.root.joinpath(a.dirname).exists():
+                raise StoreError(f"cannot rename folder {old!r} to {a.dirname!r}: target exists")
+            if self.store.root.joinpath(old).exists():
+                self.store.rename_folder(old, a.dirname)
+            with self.db.transaction():
+                self.db.move_folder_dirname(old, a.dirname)
+                self.db.set_folder_tokens(a.folder_id, dirname=a.dirname, path=_json(a.path))
+            self._keywords.pop(old, None)
+            self._local.pop(old, None)
+            self.report.pulled.moved += 0
+        for a in fplan.actions:
+            if a.kind == "create":
+                self.store.ensure_folder(a.dirname)
+        with self.db.transaction():
+            for fid, st in states.items():
+                t = st.target
+                row = st.row
+                keep = row is not None and fid not in fplan.validity_reset
+                self.db.upsert_folder(FolderRow(
+                    fid, t.parent_id, t.name, t.path, t.dirname, t.role, t.id_validity,
+                    row.content_token if keep and row else None,
+                    row.delta_token if keep and row else None,
+                    row.conv_token if keep and row else None,
+                    t.excluded, "present",
+                ), now)
+            for a in fplan.actions:
+                if a.kind == "gone":
+                    self.db.set_folder_tokens(a.folder_id, state="deleted", content_token=None,
+                                              delta_token=None)
+        if not fplan.actions and all(st.row is not None for st in states.values()):
+            return
+        paths = [st.target.path for st in states.values() if not st.target.excluded]
+        self.store.write_subscriptions(sorted(p for p in paths if p != P.INBOX_PATH))
+
+    def _local_name(self, dirname: str, base: str, fallback: str) -> str | None:
+        """Current file name of ``base`` (Dovecot or a mail client may have renamed it)."""
+        index = self._local.get(dirname)
+        if index is None:
+            index = {f.base: (f.subdir, f.filename) for f in self.store.scan_folder(dirname)}
+            self._local[dirname] = index
+        hit = index.get(base)
+        return hit[1] if hit else None
+
+    def _note_local(self, dirname: str, base: str, filename: str | None) -> None:
+        index = self._local.get(dirname)
+        if index is None:
+            return
+        if filename is None:
+            index.pop(base, None)
+        else:
+            index[base] = ("cur", filename)
+
+    def _keyword_letters(self, dirname: str, label_ids: tuple[str, ...]) -> str:
+        if not label_ids:
+            return ""
+        mapping = self._keywords.get(dirname)
+        if mapping is None:
+            mapping = self.db.folder_keywords(dirname)
+            self._keywords[dirname] = mapping
+        atoms = [self._labels[i][1] for i in label_ids if i in self._labels]
+        missing = [a for a in atoms if a not in mapping]
+        if missing:
+            folder_dir = self.store.root / dirname if dirname else self.store.root
+            new = ensure_keywords(folder_dir, missing)
+            mapping.update(new)
+            self.db.set_folder_keywords(dirname, new)
+            lost = [a for a in missing if a not in new]
+            if lost:
+                self.report.notes.append(
+                    f"folder {dirname or 'INBOX'}: more than 26 keywords; {len(lost)} label(s) kept "
+                    "only in the state DB")
+        return "".join(sorted(mapping[a] for a in atoms if a in mapping))
+
+    def _flags_for(self, dirname: str, flags: MailFlags, label_ids: tuple[str, ...]) -> str:
+        return P.file_flags(P.server_letters(flags), self._keyword_letters(dirname, label_ids),
+                            self.store.compression != "none")
+
+    def _rename_flags(self, row: MessageRow, dirname: str, flags: str) -> str | None:
+        current = self._local_name(dirname, row.base, row.filename)
+        if current is None:
+            return None
+        new = self.store.set_flags(dirname, current, _keep_compressed(current, flags))
+        self._note_local(dirname, row.base, new)
+        return new
+
+    def _execute_relocations(self, pplan: P.PullPlan, states: dict[str, _FolderState]) -> None:
+        dir_of = {fid: st.target.dirname for fid, st in states.items()}
+        for reloc in pplan.relocations:
+            self._tick()
+            row = self.db.message_by_uid(reloc.uid)
+            if row is None:
+                continue
+            mail = reloc.mail
+            dest = dir_of.get(mail.folder_id)
+            if dest is None:
+                continue
+            current = self._local_name(row.dirname, row.base, row.filename)
+            filename = row.filename
+            if current is not None:
+                if dest != row.dirname:
+                    filename = self.store.move(row.dirname, current, dest)
+                    self._note_local(row.dirname, row.base, None)
+                    self._note_local(dest, row.base, filename)
+                else:
+                    filename = current
+                flags = self._flags_for(dest, mail.flags, mail.label_ids)
+                filename = self.store.set_flags(dest, filename, _keep_compressed(filename, flags))
+                self._note_local(dest, row.base, filename)
+            else:
+                self.report.fail(f"mail {mail.id}", "archived file missing; it will be downloaded again")
+                with self.db.transaction():
+                    self.db.update_message(row.uid, mail_id=None, state="tombstoned")
+                continue
+            with self.db.transaction():
+                self.db.update_message(
+                    row.uid, mail_id=mail.id, folder_id=mail.folder_id, dirname=dest, filename=filename,
+                    flags=P.server_letters(mail.flags), refw=mail.flags.refw_flags,
+                    label_ids=mail.label_ids, state="present", deleted_at=None,
+                    conversation_id=mail.conversation_id or row.conversation_id,
+                    last_seen=int(time.time()),
+                )
+            self.report.pulled.moved += 1
+
+    def _execute_updates(self, staging: Staging, states: dict[str, _FolderState]) -> None:
+        dir_of = {fid: st.target.dirname for fid, st in states.items()}
+        batch = 0
+        self.db.execute("BEGIN")
+        try:
+            for mid, fid, flags, labels, conv, refw in staging.updates():
+                row = self.db.message_by_mail_id(mid)
+                if row is None or row.state != "present":
+                    continue
+                if refw is None:
+                    flags = MailFlags(flags.is_unread, flags.is_flagged, flags.is_draft,
+                                      flags.is_deleted, row.refw)
+                letters = P.server_letters(flags)
+                dest = dir_of.get(fid, row.dirname)
+                if dest != row.dirname:  # same-id move seen through a listing
+                    current = self._local_name(row.dirname, row.base, row.filename)
+                    if current is not None:
+                        moved = self.store.move(row.dirname, current, dest)
+                        self._note_local(row.dirname, row.base, None)
+                        self._note_local(dest, row.base, moved)
+                    self.db.update_message(row.uid, dirname=dest, folder_id=fid, history=False)
+                    row = self.db.message_by_uid(row.uid)
+                    assert row is not None
+                    self.report.pulled.moved += 1
+                if letters == row.flags and tuple(sorted(labels)) == tuple(sorted(row.label_ids)) \
+                        and flags.refw_flags == row.refw:
+                    if conv and conv != row.conversation_id:
+                        self.db.update_message(row.uid, conversation_id=conv, history=False)
+                    continue
+                self._tick()
+                filename = self._rename_flags(row, row.dirname, self._flags_for(row.dirname, flags, labels))
+                self.db.update_message(
+                    row.uid, flags=letters, refw=flags.refw_flags, label_ids=labels,
+                    filename=filename or row.filename, conversation_id=conv or row.conversation_id,
+                    last_seen=int(time.time()),
+                )
+                self.report.pulled.updated += 1
+                batch += 1
+                if batch >= 500:
+                    self.db.execute("COMMIT")
+                    self.db.execute("BEGIN")
+                    batch = 0
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("COMMIT")  # what was renamed on disk is recorded
+            raise
+
+    # ---------------------------------------------------------------- downloads
+
+    def _execute_downloads(self, staging: Staging, states: dict[str, _FolderState], pplan: P.PullPlan) -> None:
+        dir_of = {fid: st.target.dirname for fid, st in states.items()}
+        todo = [(m, k) for m, k in staging.new_mails() if m.id not in self._relocated_new]
+        if not todo:
+            return
+        self.progress.phase("download")
+        self.progress.add_total(len(todo), sum(m.size for m, _ in todo))
+        inflight: dict[Future[Any], tuple[Mail, str, str]] = {}
+        limit = max(1, self.options.concurrency) * 4
+        lock = threading.Lock()
+        pending_rows: list[tuple[Mail, str, str, Any]] = []
+
+        def flush() -> None:
+            if not pending_rows:
+                return
+            with self.db.transaction():
+                for mail, kind, dirname, stored in pending_rows:
+                    self._record_download(mail, kind, dirname, stored)
+            pending_rows.clear()
+
+        with ThreadPoolExecutor(max_workers=max(1, self.options.concurrency),
+                                thread_name_prefix="axsync-dl") as pool:
+            it: Iterator[tuple[Mail, str]] = iter(todo)
+            exhausted = False
+            last_flush = time.monotonic()
+            while True:
+                while not exhausted and len(inflight) < limit:
+                    try:
+                        mail, kind = next(it)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    dirname = dir_of.get(mail.folder_id)
+                    if dirname is None:
+                        continue
+                    if self.db.message_by_mail_id(mail.id) is not None and kind == "new":
+                        continue  # already archived (a resumed run)
+                    unique = unique_for(mail, self.host)
+                    adopted = self._adopt(mail, dirname, unique)
+                    if adopted is not None:
+                        pending_rows.append((mail, kind, dirname, adopted))
+                        continue
+                    self._tick()
+                    fut = pool.submit(self._download_one, mail, dirname, unique, lock)
+                    inflight[fut] = (mail, kind, dirname)
+                if not inflight:
+                    break
+                done, _ = wait(list(inflight), timeout=1.0, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    mail, kind, dirname = inflight.pop(fut)
+                    try:
+                        stored = fut.result()
+                    except AxsyncError as exc:
+                        self._fail_mail(mail, states, exc)
+                        self.progress.advance(1, 0, dirname)
+                        continue
+                    pending_rows.append((mail, kind, dirname, stored))
+                    self.progress.advance(1, stored.size, dirname)
+                if len(pending_rows) >= 200 or time.monotonic() - last_flush > 2.0:
+                    flush()
+                    last_flush = time.monotonic()
+            flush()
+
+    def _fail_mail(self, mail: Mail, states: dict[str, _FolderState], exc: Exception) -> None:
+        log.warning("mail %s failed: %s", mail.id, exc)
+        self.report.fail(f"mail {mail.id} ({mail.subject[:60]!r})", str(exc))
+        st = states.get(mail.folder_id)
+        if st is not None:
+            st.failed = True
+
+    def _download_one(self, mail: Mail, dirname: str, unique: str, lock: threading.Lock) -> Any:
+        letters = self._flags_cache_letters(dirname, mail, lock)
+        sink = _Sink(self.store, dirname, unique)
+        committed = False
+        try:
+            dl = self.api.download_source(mail.id, sink)  # type: ignore[arg-type]
+            stored = sink.writer.commit(letters, mail.date)
+            committed = True
+            if stored.sha256 != dl.sha256 or stored.size != dl.size:
+                raise IntegrityError(f"mail {mail.id}: bytes written differ from bytes received")
+            return stored
+        finally:
+            if not committed:
+                sink.abort()
+
+    def _flags_cache_letters(self, dirname: str, mail: Mail, lock: threading.Lock) -> str:
+        with lock:  # keyword files are shared per folder
+            return self._flags_for(dirname, mail.flags, mail.label_ids)
+
+    def _adopt(self, mail: Mail, dirname: str, unique: str) -> Any:
+        """A file written by a killed run (no state row yet): verify and adopt it."""
+        index = self._local.get(dirname)
+        if index is None:
+            self._local_name(dirname, "", "")
+            index = self._local[dirname]
+        for base, (subdir, filename) in index.items():
+            if base.split(",", 1)[0] != unique:
+                continue
+            if self.db.message_by_base(base) is not None:
+                return None
+            data_sha, size, vsize = _digest(self.store, dirname, subdir, filename)
+            from axsync.store.maildir import StoredFile
+
+            log.info("adopting %s/%s written by an interrupted run", dirname, filename)
+            return StoredFile(dirname, filename, base, size, vsize, data_sha)
+        return None
+
+    def _record_download(self, mail: Mail, kind: str, dirname: str, stored: Any) -> None:
+        now = int(time.time())
+        if kind == "replaced":
+            old = self.db.message_by_mail_id(mail.id)
+            if old is not None:
+                self._retire(old, replaced=True)
+        existing = self.db.message_by_mail_id(mail.id)
+        if existing is not None:  # e.g. adopted twice
+            return
+        same = self.db.execute(
+            "SELECT m.uid FROM messages m JOIN st_rm r ON r.mail_id = m.mail_id "
+            "WHERE m.state='present' AND m.sha256=? AND m.size=?", (stored.sha256, stored.size)
+        ).fetchone()
+        if same is not None and kind == "new":
+            # A move the Message-ID could not reveal: keep the old file, drop the new copy.
+            old = self.db.message_by_uid(int(same[0]))
+            assert old is not None
+            current = self._local_name(old.dirname, old.base, old.filename)
+            if current is not None:
+                self.store.delete(dirname, stored.filename)
+                self._note_local(dirname, stored.base, None)
+                moved = self.store.move(old.dirname, current, dirname) if old.dirname != dirname else current
+                self._note_local(old.dirname, old.base, None)
+                moved = self.store.set_flags(dirname, moved, _keep_compressed(moved, stored.filename.rsplit(":2,", 1)[-1]))
+                self._note_local(dirname, old.base, moved)
+                self.db.update_message(
+                    old.uid, mail_id=mail.id, folder_id=mail.folder_id, dirname=dirname, filename=moved,
+                    flags=P.server_letters(mail.flags), label_ids=mail.label_ids, last_seen=now,
+                    refw=mail.flags.refw_flags, conversation_id=mail.conversation_id,
+                )
+                self.report.pulled.moved += 1
+                return
+        self._note_local(dirname, stored.base, stored.filename)
+        self.db.insert_message({
+            "mail_id": mail.id, "folder_id": mail.folder_id, "dirname": dirname, "base": stored.base,
+            "filename": stored.filename, "size": stored.size, "server_size": mail.size,
+            "vsize": stored.vsize, "sha256": stored.sha256, "compression": self.store.compression,
+            "flags": P.server_letters(mail.flags), "refw": mail.flags.refw_flags,
+            "label_ids": mail.label_ids, "internal_date": mail.date, "message_id": mail.message_id,
+            "conversation_id": mail.conversation_id, "subject": mail.subject, "from_addr": mail.from_,
+            "state": "present", "first_seen": now, "last_seen": now,
+        })
+        if kind == "new":
+            self.report.pulled.new += 1
+        else:
+            self.report.pulled.updated += 1
+        self.report.pulled.bytes += stored.size
+
+    # ---------------------------------------------------------------- removals
+
+    def _execute_removals(self, staging: Staging, states: dict[str, _FolderState], pplan: P.PullPlan) -> None:
+        removed = staging.removed()
+        with self.db.transaction():
+            for mid, _fid in removed:
+                row = self.db.message_by_mail_id(mid)
+                if row is None or row.state != "present" or row.uid in self._relocated_uids:
+                    continue
+                self._tick()
+                self._retire(row, replaced=False)
+                self.report.pulled.deleted += 1
+        # Folders gone from the server: in mirror/sync their now-empty directories go too.
+        if pplan.removals_mode == "delete":
+            for a in pplan.folders.actions:
+                if a.kind == "gone" and a.dirname:
+                    left = self.db.count_messages("dirname = ? AND state != 'tombstoned'", (a.dirname,))
+                    if left == 0:
+                        try:
+                            self.store.remove_folder(a.dirname)
+                        except StoreError as exc:
+                            self.report.notes.append(f"kept folder {a.dirname}: {exc}")
+
+    def _retire(self, row: MessageRow, *, replaced: bool) -> None:
+        now = int(time.time())
+        if self.options.mode == "backup":
+            self.db.update_message(row.uid, state="deleted", mail_id=None, deleted_at=now)
+            return
+        current = self._local_name(row.dirname, row.base, row.filename)
+        if current is not None:
+            self.store.delete(row.dirname, current)
+            self._note_local(row.dirname, row.base, None)
+        self.db.update_message(row.uid, state="tombstoned", mail_id=None, deleted_at=now)
+
+    # ---------------------------------------------------------------- tokens
+
+    def _save_tokens(self, states: dict[str, _FolderState], folders_token: str | None,
+                     delta_token: str | None, labels_token: str | None, now: int) -> None:
+        any_failed = any(st.failed for st in states.values())
+        with self.db.transaction():
+            for fid, st in states.items():
+                if st.failed or not st.needs_sync:
+                    continue
+                self.db.set_folder_tokens(
+                    fid, content_token=st.new_content_token, delta_token=st.new_delta_token,
+                    **({"conv_token": st.new_conv_token} if st.new_conv_token else {}),
+                )
+            fields: dict[str, Any] = {}
+            if labels_token is not None:
+                fields["labels_token"] = labels_token
+            if not any_failed:
+                if folders_token is not None:
+                    fields["folders_token"] = folders_token
+                if delta_token is not None:
+                    fields["folders_delta_token"] = delta_token
+            self.db.update_account(**fields)
+        self._update_conversations()
+
+    def _update_conversations(self) -> None:
+        with self.db.transaction():
+            self.db.execute(
+                "INSERT INTO conversations (id, subject, mail_count, updated_at) "
+                "SELECT conversation_id, min(subject), count(*), ? FROM messages "
+                "WHERE conversation_id IS NOT NULL AND state = 'present' AND conversation_id IN "
+                "(SELECT conversation_id FROM st_new UNION SELECT conversation_id FROM st_upd) "
+                "GROUP BY conversation_id ON CONFLICT(id) DO UPDATE SET mail_count=excluded.mail_count, "
+                "updated_at=excluded.updated_at",
+                (int(time.time()),),
+            )
+
+
+def _keep_compressed(current: str, flags: str) -> str:
+    """Keep ``Z`` when the file had it (the flag describes the file, not the message)."""
+    info = current.rsplit(":2,", 1)[1] if ":2," in current else ""
+    out = set(flags)
+    if "Z" in info:
+        out.add("Z")
+    return "".join(sorted(out))
+
+
+def _json(path: tuple[str, ...]) -> str:
+    import json
+
+    return json.dumps(list(path))
+
+
+def _digest(store: Store, dirname: str, subdir: str, filename: str) -> tuple[str, int, int]:
+    h = hashlib.sha256()
+    size = vsize = 0
+    prev = b""
+    with store.open_message(dirname, subdir, filename) as fh:
+        while True:
+            chunk = fh.read(1 << 20)
+            if not chunk:
+                break
+            h.update(chunk)
+            size += len(chunk)
+            lf = chunk.count(b"\n")
+            crlf = chunk.count(b"\r\n") + (1 if prev == b"\r" and chunk[:1] == b"\n" else 0)
+            vsize += len(chunk) + lf - crlf
+            prev = chunk[-1:]
+    return h.hexdigest(), size, vsize
+
+
+def folder_from_model(f: Folder) -> P.TreeFolder:
+    return P.TreeFolder(f.id, f.name, f.parent_id, f.role)
+
+
+def _unused(_: Path, __: BinaryIO) -> None:  # keep imports honest for type checkers
+    return None

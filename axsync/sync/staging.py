@@ -1,0 +1,169 @@
+"""Per-run staging of server changes in TEMP tables of the state DB connection.
+
+A run first gathers every changed folder's delta (or full listing) into these tables, so
+memory stays flat whatever the mailbox size and cross-folder moves can be matched before
+anything is downloaded or deleted. The tables die with the connection; a crashed run simply
+gathers again from the tokens it had not yet advanced.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+
+from axsync.model import Mail, MailFlags, MailUpdate
+from axsync.statedb import StateDB
+
+_SCHEMA = """
+CREATE TEMP TABLE IF NOT EXISTS st_new (
+    mail_id TEXT PRIMARY KEY, folder_id TEXT NOT NULL, kind TEXT NOT NULL, size INTEGER NOT NULL,
+    date INTEGER NOT NULL, unread INTEGER, flagged INTEGER, draft INTEGER, deleted INTEGER,
+    refw TEXT, label_ids TEXT, message_id TEXT, subject TEXT, from_addr TEXT,
+    conversation_id TEXT, has_attachments INTEGER
+);
+CREATE TEMP TABLE IF NOT EXISTS st_upd (
+    mail_id TEXT PRIMARY KEY, folder_id TEXT NOT NULL, unread INTEGER, flagged INTEGER,
+    draft INTEGER, deleted INTEGER, refw TEXT, label_ids TEXT, conversation_id TEXT
+);
+CREATE TEMP TABLE IF NOT EXISTS st_rm (mail_id TEXT PRIMARY KEY, folder_id TEXT NOT NULL);
+CREATE TEMP TABLE IF NOT EXISTS st_listed (mail_id TEXT PRIMARY KEY);
+CREATE INDEX IF NOT EXISTS temp.st_new_msgid ON st_new(message_id, size);
+"""
+
+
+def _flags_cols(flags: MailFlags) -> tuple[int, int, int, int]:
+    return int(flags.is_unread), int(flags.is_flagged), int(flags.is_draft), int(flags.is_deleted)
+
+
+class Staging:
+    def __init__(self, db: StateDB) -> None:
+        self.db = db
+        for stmt in _SCHEMA.strip().split(";"):
+            if stmt.strip():
+                db.execute(stmt)
+        self.clear()
+
+    def clear(self) -> None:
+        for table in ("st_new", "st_upd", "st_rm", "st_listed"):
+            self.db.execute(f"DELETE FROM {table}")
+
+    # ------------------------------------------------------------- delta folding
+
+    def add_new(self, mail: Mail, kind: str = "new") -> None:
+        """A new (or replaced) mail. Later events for the same id override earlier ones."""
+        self.db.execute("DELETE FROM st_rm WHERE mail_id = ?", (mail.id,))
+        self.db.execute("DELETE FROM st_upd WHERE mail_id = ?", (mail.id,))
+        self.db.execute(
+            "INSERT OR REPLACE INTO st_new VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (mail.id, mail.folder_id, kind, mail.size, mail.date, *_flags_cols(mail.flags),
+             mail.flags.refw_flags, json.dumps(sorted(mail.label_ids)), mail.message_id,
+             mail.subject, mail.from_, mail.conversation_id, int(mail.has_attachments)),
+        )
+
+    def add_update(self, upd: MailUpdate, refw: str | None = None) -> None:
+        self.db.execute("DELETE FROM st_rm WHERE mail_id = ?", (upd.id,))
+        cur = self.db.execute("SELECT 1 FROM st_new WHERE mail_id = ?", (upd.id,)).fetchone()
+        unread, flagged, draft, deleted = _flags_cols(upd.flags)
+        labels = json.dumps(sorted(upd.label_ids))
+        if cur:  # new earlier in this run: fold the update into it
+            self.db.execute(
+                "UPDATE st_new SET unread=?, flagged=?, draft=?, deleted=?, label_ids=?, "
+                "conversation_id=coalesce(?, conversation_id), refw=coalesce(?, refw) WHERE mail_id=?",
+                (unread, flagged, draft, deleted, labels, upd.conversation_id, refw, upd.id),
+            )
+            return
+        self.db.execute(
+            "INSERT OR REPLACE INTO st_upd VALUES (?,?,?,?,?,?,?,?,?)",
+            (upd.id, upd.folder_id, unread, flagged, draft, deleted, refw, labels,
+             upd.conversation_id),
+        )
+
+    def add_removed(self, mail_id: str, folder_id: str) -> None:
+        self.db.execute("DELETE FROM st_new WHERE mail_id = ?", (mail_id,))
+        self.db.execute("DELETE FROM st_upd WHERE mail_id = ?", (mail_id,))
+        self.db.execute("INSERT OR REPLACE INTO st_rm VALUES (?, ?)", (mail_id, folder_id))
+
+    # ------------------------------------------------------------- full listings
+
+    def add_listing(self, folder_id: str, mails: Iterable[Mail]) -> None:
+        """Diff a full listing of one folder against the state DB (10.4, or after a token
+        was rejected): unknown ids are new, known ids are updates, unlisted known ids of
+        this folder are removals."""
+        self.db.execute("DELETE FROM st_listed")
+        for mail in mails:
+            self.db.execute("INSERT OR IGNORE INTO st_listed VALUES (?)", (mail.id,))
+            known = self.db.execute(
+                "SELECT 1 FROM messages WHERE mail_id = ? AND state = 'present'", (mail.id,)
+            ).fetchone()
+            if known:
+                self.add_update(
+                    MailUpdate(mail.id, mail.folder_id, mail.flags, mail.label_ids,
+                               mail.conversation_id),
+                    refw=mail.flags.refw_flags,
+                )
+            else:
+                self.add_new(mail)
+        gone = self.db.execute(
+            "SELECT mail_id FROM messages WHERE folder_id = ? AND state = 'present' "
+            "AND mail_id IS NOT NULL AND mail_id NOT IN (SELECT mail_id FROM st_listed)",
+            (folder_id,),
+        ).fetchall()
+        for (mail_id,) in gone:
+            # Only if no other folder's listing/delta already reported it (a move by same id).
+            if not self.db.execute(
+                "SELECT 1 FROM st_new WHERE mail_id = ? UNION SELECT 1 FROM st_upd WHERE mail_id = ?",
+                (mail_id, mail_id),
+            ).fetchone():
+                self.add_removed(mail_id, folder_id)
+
+    # ------------------------------------------------------------- reading back
+
+    def counts(self) -> tuple[int, int, int]:
+        q = self.db.execute
+        return (
+            int(q("SELECT count(*) FROM st_new").fetchone()[0]),
+            int(q("SELECT count(*) FROM st_upd").fetchone()[0]),
+            int(q("SELECT count(*) FROM st_rm").fetchone()[0]),
+        )
+
+    def new_mails(self, where: str = "1", params: tuple[object, ...] = ()) -> Iterator[tuple[Mail, str]]:
+        cur = self.db.execute(
+            "SELECT mail_id, folder_id, kind, size, date, unread, flagged, draft, deleted, refw, "
+            f"label_ids, message_id, subject, from_addr, conversation_id, has_attachments FROM st_new "
+            f"WHERE {where} ORDER BY folder_id, date, mail_id", params,
+        )
+        while True:
+            rows = cur.fetchmany(500)
+            if not rows:
+                return
+            for r in rows:
+                yield _mail(r), r[2]
+
+    def updates(self) -> Iterator[tuple[str, str, MailFlags, tuple[str, ...], str | None, str | None]]:
+        """(mail_id, folder_id, flags, label_ids, conversation_id, refw-or-None)."""
+        cur = self.db.execute(
+            "SELECT mail_id, folder_id, unread, flagged, draft, deleted, refw, label_ids, "
+            "conversation_id FROM st_upd ORDER BY mail_id"
+        )
+        while True:
+            rows = cur.fetchmany(500)
+            if not rows:
+                return
+            for mid, fid, unread, flagged, draft, deleted, refw, labels, conv in rows:
+                flags = MailFlags(bool(unread), bool(flagged), bool(draft), bool(deleted), refw or "")
+                yield mid, fid, flags, tuple(json.loads(labels)), conv, refw
+
+    def removed(self) -> list[tuple[str, str]]:
+        return [(a, b) for a, b in self.db.execute("SELECT mail_id, folder_id FROM st_rm").fetchall()]
+
+
+def _mail(r: tuple[object, ...]) -> Mail:
+    (mid, fid, _kind, size, date, unread, flagged, draft, deleted, refw, labels, msgid, subject,
+     from_addr, conv, att) = r
+    flags = MailFlags(bool(unread), bool(flagged), bool(draft), bool(deleted), str(refw or ""))
+    return Mail(
+        id=str(mid), folder_id=str(fid), size=int(size), date=int(date),  # type: ignore[call-overload]
+        flags=flags, label_ids=tuple(json.loads(str(labels))), message_id=str(msgid or ""),
+        subject=str(subject or ""), from_=str(from_addr or ""), has_attachments=bool(att),
+        conversation_id=str(conv) if conv else None,
+    )
