@@ -1,0 +1,1 @@
+"""Tests against real third-party software (Dovecot, ...); see docs/interop.md."""
