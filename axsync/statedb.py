@@ -137,6 +137,8 @@ class StateDB:
         self.db = db
         self.path = path
         self.conn: sqlite3.Connection = db.conn
+        # Autocommit: every transaction is explicit (``transaction()``), none is implicit.
+        self.conn.isolation_level = None
 
     # ------------------------------------------------------------------ open / close
 

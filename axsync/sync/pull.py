@@ -102,7 +102,13 @@ class _Sink:
         return 0
 
     def tell(self) -> int:
-        return int(getattr(self.writer, "size", 0))
+        return int(self.writer.size)
+
+    def seekable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        return None
 
     def abort(self) -> None:
         self._cm.__exit__(StoreError, StoreError("aborted"), None)
@@ -267,18 +273,20 @@ class Puller:
         if use_delta:
             try:
                 for page in self.api.iter_mails_delta(fid, token):
-                    for m in page.new:
-                        staging.add_new(m)
-                    for m in page.replaced:
-                        staging.add_new(m, "replaced")
-                    for u in page.updated:
-                        staging.add_update(u)
-                    for mid in page.removed:
-                        staging.add_removed(mid, fid)
+                    with self.db.transaction():
+                        for m in page.new:
+                            staging.add_new(m)
+                        for m in page.replaced:
+                            staging.add_new(m, "replaced")
+                        for u in page.updated:
+                            staging.add_update(u)
+                        for mid in page.removed:
+                            staging.add_removed(mid, fid)
                     st.new_delta_token = page.sync_token
                 if token is None and row is not None:
                     # A first full delta of a folder we already hold: drop what it lacks.
-                    self._stage_unlisted(staging, fid)
+                    with self.db.transaction():
+                        self._stage_unlisted(staging, fid)
                 if st.new_content_token is None:
                     st.new_content_token = st.target.content_token
                 return
@@ -291,7 +299,8 @@ class Puller:
                 staging_reset = True
                 del staging_reset
         token_before, mails = self.api.list_all_mails(fid)
-        staging.add_listing(fid, mails)
+        with self.db.transaction():
+            staging.add_listing(fid, mails)
         st.new_content_token = st.new_content_token or token_before
         if use_delta or st.reconciled:
             # Start a fresh delta chain from "now": take the listing token if the server
@@ -648,7 +657,6 @@ class Puller:
         self.progress.add_total(len(todo), sum(m.size for m, _ in todo))
         inflight: dict[Future[Any], tuple[Mail, str, str]] = {}
         limit = max(1, self.options.concurrency) * 4
-        lock = threading.Lock()
         pending_rows: list[tuple[Mail, str, str, Any]] = []
 
         def flush() -> None:
@@ -682,7 +690,8 @@ class Puller:
                         pending_rows.append((mail, kind, dirname, adopted))
                         continue
                     self._tick()
-                    fut = pool.submit(self._download_one, mail, dirname, unique, lock)
+                    letters = self._flags_for(dirname, mail.flags, mail.label_ids)
+                    fut = pool.submit(self._download_one, mail, dirname, unique, letters)
                     inflight[fut] = (mail, kind, dirname)
                 if not inflight:
                     break
@@ -709,8 +718,8 @@ class Puller:
         if st is not None:
             st.failed = True
 
-    def _download_one(self, mail: Mail, dirname: str, unique: str, lock: threading.Lock) -> Any:
-        letters = self._flags_cache_letters(dirname, mail, lock)
+    def _download_one(self, mail: Mail, dirname: str, unique: str, letters: str) -> Any:
+        """Worker thread: network and file only; never touches the DB."""
         sink = _Sink(self.store, dirname, unique)
         committed = False
         try:
@@ -723,10 +732,6 @@ class Puller:
         finally:
             if not committed:
                 sink.abort()
-
-    def _flags_cache_letters(self, dirname: str, mail: Mail, lock: threading.Lock) -> str:
-        with lock:  # keyword files are shared per folder
-            return self._flags_for(dirname, mail.flags, mail.label_ids)
 
     def _adopt(self, mail: Mail, dirname: str, unique: str) -> Any:
         """A file written by a killed run (no state row yet): verify and adopt it."""
