@@ -1,0 +1,221 @@
+"""Message file compression: detection by magic bytes, streaming readers and writers.
+
+A message file is one of: a standard zstd stream (one or several frames, no dictionary),
+a gzip stream (one or several members), or the plain message. Readers never trust the
+file name (Dovecot mixes its own uncompressed files into the same folders); they look at
+the first bytes, as Dovecot's ``compression_detect_handler`` does.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO, Literal, cast
+
+import zstandard
+
+from axsync.errors import StoreError
+
+Method = Literal["zstd", "gzip", "none"]
+METHODS: tuple[Method, ...] = ("zstd", "gzip", "none")
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+GZIP_MAGIC = b"\x1f\x8b"
+DEFAULT_LEVEL = 3
+_READ_SIZE = 64 * 1024
+# Compressed bytes fed to zstd per step. zstd can expand a few bytes into 128 KiB
+# (RLE blocks), so this bounds one step's output at about 64 MiB even for a hostile file.
+_ZSTD_FEED = 2048
+
+
+def check_method(method: str) -> Method:
+    """``method`` as a :data:`Method`; StoreError for anything else."""
+    if method not in METHODS:
+        raise StoreError(f"unknown compression {method!r} (zstd, gzip or none)")
+    return cast(Method, method)
+
+
+def detect(first_bytes: bytes) -> Method:
+    """The compression of a file from its first (at least 4) bytes."""
+    if first_bytes.startswith(ZSTD_MAGIC):
+        return "zstd"
+    if first_bytes.startswith(GZIP_MAGIC):
+        return "gzip"
+    return "none"
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def _zstd_chunks(raw: BinaryIO) -> Iterator[bytes]:
+    """Decompress every frame in ``raw``; StoreError if the last frame is cut short."""
+    dctx = zstandard.ZstdDecompressor()
+    obj = dctx.decompressobj()
+    in_frame = False
+    while chunk := raw.read(_ZSTD_FEED):
+        while chunk:
+            out = obj.decompress(chunk)
+            in_frame = True
+            if out:
+                yield out
+            if obj.eof:
+                chunk = obj.unused_data
+                obj = dctx.decompressobj()
+                in_frame = False
+            else:
+                chunk = b""
+    if in_frame:
+        raise StoreError("truncated zstd stream")
+
+
+def _gzip_chunks(raw: BinaryIO) -> Iterator[bytes]:
+    with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+        while chunk := gz.read(_READ_SIZE):
+            yield chunk
+
+
+def _plain_chunks(raw: BinaryIO) -> Iterator[bytes]:
+    while chunk := raw.read(_READ_SIZE):
+        yield chunk
+
+
+_READERS: dict[Method, Callable[[BinaryIO], Iterator[bytes]]] = {
+    "zstd": _zstd_chunks,
+    "gzip": _gzip_chunks,
+    "none": _plain_chunks,
+}
+
+
+class _DecodingReader(io.RawIOBase):
+    """A read-only raw stream over a chunk iterator; decoding errors become StoreError."""
+
+    def __init__(self, raw: BinaryIO, method: Method, name: str) -> None:
+        self._raw = raw
+        self._chunks = _READERS[method](raw)
+        self._pending = memoryview(b"")
+        self._name = name
+        self.method = method
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._pending:
+            try:
+                self._pending = memoryview(next(self._chunks))
+            except StopIteration:
+                return 0
+            except StoreError as exc:
+                raise StoreError(f"{self._name}: {exc}") from exc
+            except (zstandard.ZstdError, EOFError, zlib.error, OSError) as exc:
+                raise StoreError(f"{self._name}: cannot decompress: {exc}") from exc
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+def open_stream(raw: BinaryIO, name: str = "<stream>") -> BinaryIO:
+    """Wrap an open binary stream positioned at a message file's start; reads give the
+    uncompressed message. Closing the result closes ``raw``."""
+    head = raw.read(4)
+    raw.seek(-len(head), io.SEEK_CUR)
+    reader = _DecodingReader(raw, detect(head), name)
+    return cast(BinaryIO, io.BufferedReader(reader, _READ_SIZE))
+
+
+def open_message(path: Path | str) -> BinaryIO:
+    """Open a message file for streaming, uncompressed reading (any of the three forms,
+    several zstd frames or gzip members included). StoreError if it cannot be opened;
+    reads raise StoreError for corrupt or truncated data."""
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 - the returned stream owns it
+    except OSError as exc:
+        raise StoreError(f"cannot open {path}: {exc.strerror}") from exc
+    try:
+        return open_stream(raw, str(path))
+    except OSError as exc:
+        raw.close()
+        raise StoreError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def read_message(path: Path | str) -> bytes:
+    """The whole uncompressed message. StoreError as for :func:`open_message`."""
+    with open_message(path) as stream:
+        try:
+            return stream.read()
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+class Compressor:
+    """Streaming compressor producing exactly one zstd frame (no dictionary, content size
+    not recorded, with the frame's content checksum so readers detect corruption), one
+    gzip member (which always carries a CRC-32), or the input unchanged. Feed with :meth:`compress`,
+    end with :meth:`flush` (once). Output per call is bounded by the input size."""
+
+    def __init__(self, method: str = "zstd", level: int = DEFAULT_LEVEL) -> None:
+        self.method: Method = check_method(method)
+        if not -(1 << 17) <= level <= zstandard.MAX_COMPRESSION_LEVEL:
+            raise StoreError(f"compression level {level} is out of range (at most 22)")
+        self._level = level
+        self._zstd: zstandard.ZstdCompressionObj | None = None
+        self._zlib: zlib._Compress | None = None
+        # "none" holds back the first bytes until they cannot be a magic number
+        self._head: bytes | None = b"" if self.method == "none" else None
+        if self.method == "zstd":
+            self._start_zstd()
+        elif self.method == "gzip":
+            self._zlib = zlib.compressobj(max(1, min(level, 9)), zlib.DEFLATED, 31)
+
+    def _start_zstd(self) -> None:
+        self.method = "zstd"
+        cctx = zstandard.ZstdCompressor(level=self._level, write_checksum=True)
+        self._zstd = cctx.compressobj()
+
+    def compress(self, data: bytes) -> bytes:
+        if self._zstd is not None:
+            return self._zstd.compress(data)
+        if self._zlib is not None:
+            return self._zlib.compress(data)
+        if self._head is None:
+            return bytes(data)
+        head = self._head + data
+        if any(len(head) < len(m) and m.startswith(head) for m in (ZSTD_MAGIC, GZIP_MAGIC)):
+            self._head = head  # could still become a magic: wait for more
+            return b""
+        return self._release(head)
+
+    def _release(self, head: bytes) -> bytes:
+        self._head = None
+        if detect(head) == "none":
+            return head
+        self._start_zstd()  # stored plain, it would be read back as compressed
+        return self.compress(head)
+
+    def flush(self) -> bytes:
+        """End the frame/member; returns its last bytes. For "none", :attr:`method` may
+        have become "zstd": a message starting with a magic number is compressed."""
+        out = self._release(self._head) if self._head is not None else b""
+        if self._zstd is not None:
+            return out + self._zstd.flush()
+        if self._zlib is not None:
+            return out + self._zlib.flush()
+        return out
+
+
+def compress_bytes(data: bytes, method: str = "zstd", level: int = DEFAULT_LEVEL) -> bytes:
+    """``data`` as one complete zstd frame, gzip member, or unchanged."""
+    c = Compressor(method, level)
+    return c.compress(data) + c.flush()

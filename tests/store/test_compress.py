@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from pathlib import Path
+
+import pytest
+import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from axsync.errors import StoreError
+from axsync.store.compress import (
+    Compressor,
+    compress_bytes,
+    detect,
+    open_message,
+    open_stream,
+    read_message,
+)
+
+
+def test_detect() -> None:
+    assert detect(b"\x28\xb5\x2f\xfd\x00") == "zstd"
+    assert detect(b"\x1f\x8b\x08") == "gzip"
+    assert detect(b"From: x") == "none"
+    assert detect(b"") == "none"
+
+
+@settings(max_examples=50)
+@given(st.binary(max_size=5000), st.sampled_from(["zstd", "gzip", "none"]))
+def test_round_trip(data: bytes, method: str) -> None:
+    packed = compress_bytes(data, method)
+    assert open_stream(io.BytesIO(packed)).read() == data
+
+
+def test_zstd_is_one_standard_frame_without_dictionary() -> None:
+    data = os.urandom(1000) + b"text\n" * 50_000
+    c = Compressor("zstd", 3)
+    packed = b"".join(c.compress(data[i : i + 7000]) for i in range(0, len(data), 7000)) + c.flush()
+    params = zstandard.get_frame_parameters(packed)
+    assert params.dict_id == 0
+    assert packed.startswith(b"\x28\xb5\x2f\xfd")
+    # exactly one frame: decompressing the first frame consumes everything
+    obj = zstandard.ZstdDecompressor().decompressobj()
+    assert obj.decompress(packed) == data and obj.eof and obj.unused_data == b""
+
+
+def test_gzip_is_standard() -> None:
+    assert gzip.decompress(compress_bytes(b"hello\n" * 100, "gzip", 9)) == b"hello\n" * 100
+
+
+def test_several_frames_and_members(tmp_path: Path) -> None:
+    z = compress_bytes(b"one ") + compress_bytes(b"") + compress_bytes(b"two", level=19)
+    (tmp_path / "z").write_bytes(z)
+    assert read_message(tmp_path / "z") == b"one two"
+    g = compress_bytes(b"one ", "gzip") + compress_bytes(b"two", "gzip")
+    (tmp_path / "g").write_bytes(g)
+    assert read_message(tmp_path / "g") == b"one two"
+
+
+def test_frames_written_by_other_tools_are_read(tmp_path: Path) -> None:
+    data = b"Subject: x\n\nbody\n" * 1000
+    with_size = zstandard.ZstdCompressor(level=19, write_checksum=True).compress(data)
+    (tmp_path / "m").write_bytes(with_size)
+    assert read_message(tmp_path / "m") == data
+
+
+@pytest.mark.parametrize("method", ["zstd", "gzip"])
+def test_truncated_or_corrupt_data_raises(tmp_path: Path, method: str) -> None:
+    data = os.urandom(50_000)
+    packed = compress_bytes(data, method)
+    (tmp_path / "cut").write_bytes(packed[:-10])
+    with pytest.raises(StoreError):
+        read_message(tmp_path / "cut")
+    corrupt = bytearray(packed)
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    corrupt[len(corrupt) // 2 + 1] ^= 0xFF
+    (tmp_path / "bad").write_bytes(bytes(corrupt))
+    with pytest.raises(StoreError):
+        read_message(tmp_path / "bad")
+
+
+def test_streaming_reads_in_pieces(tmp_path: Path) -> None:
+    data = os.urandom(300_000)
+    (tmp_path / "m").write_bytes(compress_bytes(data))
+    with open_message(tmp_path / "m") as f:
+        pieces = []
+        while piece := f.read(10_000):
+            assert len(piece) <= 10_000
+            pieces.append(piece)
+    assert b"".join(pieces) == data
+
+
+def test_missing_file_and_bad_method(tmp_path: Path) -> None:
+    with pytest.raises(StoreError):
+        open_message(tmp_path / "nope")
+    with pytest.raises(StoreError):
+        Compressor("xz")
