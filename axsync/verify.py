@@ -128,13 +128,13 @@ def status(db: StateDB, store: Store | None) -> dict[str, Any]:
     if store is not None:
         index = {f.base: f for f in store.scan()}
         for row in db.messages_where("state = 'present'"):
-            f = index.pop(row.base, None)
-            if f is None:
+            lf = index.pop(row.base, None)
+            if lf is None:
                 pending["deleted"] += 1
                 continue
-            if f.dirname != row.dirname:
+            if lf.dirname != row.dirname:
                 pending["moved"] += 1
-            if f.filename != row.filename:
+            if lf.filename != row.filename:
                 pending["flag_changes"] += 1
         known_bases = {r[0] for r in db.execute("SELECT base FROM messages").fetchall()}
         pending["unknown_files"] = sum(1 for b in index if b not in known_bases)

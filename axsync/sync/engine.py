@@ -18,7 +18,9 @@ from axsync.config import Account, resolve_password
 from axsync.errors import AxsyncError, PartialFailure, StateError, exit_code_for
 from axsync.statedb import StateDB
 from axsync.store import Store
-from axsync.sync.pull import PullOptions, Puller
+from axsync.sync.local import LocalView, detect
+from axsync.sync.pull import Puller, PullOptions
+from axsync.sync.push import Pusher, clear_confirmed, wait_for_async
 from axsync.sync.report import NullProgress, Progress, RunReport
 
 log = logging.getLogger("axsync.sync")
@@ -58,6 +60,31 @@ class AccountLock:
             self.fd = None
 
 
+def _push(api: ApiClient, store: Store, db: StateDB, account: Account, options: SyncOptions,
+          report: RunReport, pull_opts: PullOptions) -> None:
+    """Send local changes, then pull the touched folders again to learn the new ids."""
+    labels = db.labels()
+    by_atom = {atom: lid for lid, (_name, atom) in labels.items()}
+    changes = detect(db, LocalView.scan(store), by_atom)
+    total = db.count_messages("state = 'present'")
+    pusher = Pusher(api, store, db, report, conflict_policy=account.conflict,
+                    max_delete=account.max_delete.limit(total), force=options.force,
+                    dry_run=options.dry_run)
+    plan = pusher.run(changes)
+    if options.dry_run or not plan.batches:
+        return
+    if pusher.async_pending:
+        tokens = {f.id: f.content_token for f in db.folders()}
+        wait_for_async(api, pusher.touched_folders, tokens)
+    confirm = RunReport(account=report.account, mode=report.mode)
+    Puller(api, store, db, pull_opts, confirm, NullProgress()).run()
+    report.failures.extend(confirm.failures)
+    report.notes.extend(confirm.notes)
+    report.conflicts += confirm.conflicts
+    still = detect(db, LocalView.scan(store), {a: i for i, (_n, a) in db.labels().items()})
+    clear_confirmed(db, {e.row.uid for e in still.edits})
+
+
 def open_client(account: Account, password: str | None = None,
                 transport: object | None = None) -> ApiClient:
     password = password if password is not None else resolve_password(account)
@@ -93,17 +120,16 @@ def run_account(
             if not options.dry_run:
                 store.cleanup_tmp()
             api = client_factory(account) if client_factory else open_client(account)
+            pull_opts = PullOptions(
+                mode=account.mode, dry_run=options.dry_run, force=options.force,
+                concurrency=account.concurrency, excludes=account.exclude,
+                max_delete=account.max_delete.limit, stop_after=options.stop_after,
+                conflict=account.conflict,
+            )
             if not options.push_only:
-                pull = Puller(
-                    api, store, db,
-                    PullOptions(
-                        mode=account.mode, dry_run=options.dry_run, force=options.force,
-                        concurrency=account.concurrency, excludes=account.exclude,
-                        max_delete=account.max_delete.limit, stop_after=options.stop_after,
-                    ),
-                    report, progress,
-                )
-                pull.run()
+                Puller(api, store, db, pull_opts, report, progress).run()
+            if account.mode == "sync" and not options.pull_only:
+                _push(api, store, db, account, options, report, pull_opts)
             if report.failures:
                 report.exit_code = PartialFailure.exit_code
     except AxsyncError as exc:

@@ -37,7 +37,7 @@ def _pick(field: str, base: bool, local: bool, server: bool, policy: str,
           local_newer: bool) -> tuple[bool, Conflict | None]:
     if local == base:
         return server, None
-    if server == base or server == local:
+    if server in (base, local):
         return local, None
     winner = policy
     if policy == "newest":

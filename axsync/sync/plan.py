@@ -58,6 +58,7 @@ class TreeFolder:
     role: str = ""
     id_validity: int | None = None
     content_token: str | None = None
+    folder_type: str = "mails"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +128,8 @@ def fold_folder_events(
             token = ev.sync_token if ev.sync_token is not None else (old.content_token if old else None)
             if old is None and f is None:
                 continue  # a change to a folder we never saw described: wait for a newFolder
-            out[ev.id] = TreeFolder(ev.id, name, parent, role, validity, token)
+            ftype = f.folder_type if f else (old.folder_type if old else "mails")
+            out[ev.id] = TreeFolder(ev.id, name, parent, role, validity, token, ftype)
             marked.discard(ev.id)
         elif ev.event_type == "removedFolder":
             out.pop(ev.id, None)

@@ -18,14 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from axsync.api import ApiClient
 from axsync.errors import (
@@ -36,12 +33,14 @@ from axsync.errors import (
     StoreError,
     TokenRejected,
 )
-from axsync.model import Folder, Mail, MailFlags
+from axsync.model import Mail, MailFlags
 from axsync.statedb import FolderRow, MessageRow, StateDB
 from axsync.store import Store
-from axsync.store.keywords import ensure_keywords, label_to_atom
-from axsync.store.names import assign_dirname
+from axsync.store.keywords import keywords_of, label_to_atom
+from axsync.store.names import assign_dirname, safe_host
 from axsync.sync import plan as P
+from axsync.sync.local import SYSTEM, label_ids_for
+from axsync.sync.merge import merge
 from axsync.sync.report import Progress, RunReport
 from axsync.sync.staging import Staging
 
@@ -58,6 +57,7 @@ class PullOptions:
     concurrency: int = 8
     excludes: tuple[str, ...] = ()
     max_delete: Callable[[int], int] = lambda total: total
+    conflict: str = "server"  # sync mode: who wins a real conflict
     stop_after: int | None = None  # tests: raise after this many executed actions
 
 
@@ -73,8 +73,7 @@ def unique_for(mail: Mail, host: str) -> str:
 
 
 def _host() -> str:
-    host = socket.gethostname() or "localhost"
-    return host.replace("/", "\\057").replace(":", "\\072").replace(",", "\\054")
+    return safe_host()
 
 
 class _Sink:
@@ -139,6 +138,8 @@ class Puller:
     _labels: dict[str, tuple[str, str]] = field(default_factory=dict)
     _keywords: dict[str, dict[str, str]] = field(default_factory=dict)
     _local: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
+    _relocated_new: set[str] = field(default_factory=set)
+    _relocated_uids: set[int] = field(default_factory=set)
 
     # ================================================================ entry point
 
@@ -231,7 +232,8 @@ class Puller:
 
     @staticmethod
     def _mail_folders_only(tree: dict[str, P.TreeFolder]) -> dict[str, P.TreeFolder]:
-        return tree
+        """Calendars, contacts, tasks and notes folders are not mail: never synced."""
+        return {k: v for k, v in tree.items() if v.folder_type in ("mails", "")}
 
     def _gather_labels(self) -> str | None:
         acc = self.db.account() or {}
@@ -296,8 +298,6 @@ class Puller:
                 log.warning("mails delta token for folder %s rejected; reconciling by listing", fid)
                 self.report.notes.append(f"folder {'/'.join(st.target.path)}: token expired, reconciled")
                 st.reconciled = True
-                staging_reset = True
-                del staging_reset
         token_before, mails = self.api.list_all_mails(fid)
         with self.db.transaction():
             staging.add_listing(fid, mails)
@@ -408,9 +408,9 @@ class Puller:
             c = pplan.counts(dir_of.get(mail.folder_id, "?"))
             c.downloads += 1
             c.bytes += mail.size
-        for mid, fid, *_ in staging.updates():
+        for _mid, fid, *_ in staging.updates():
             pplan.counts(dir_of.get(fid, "?")).updates += 1
-        for mid, fid in staging.removed():
+        for mid, _fid in staging.removed():
             row = self.db.message_by_mail_id(mid)
             if row is None or row.uid in relocated_uids:
                 continue
@@ -464,12 +464,12 @@ class Puller:
     def _execute_folders(self, fplan: P.FolderPlan, states: dict[str, _FolderState], now: int) -> None:
         renames = [a for a in fplan.actions if a.kind == "rename"]
         # Two phases when a target name is still used by another renamed folder (swaps).
-        pending = {a.old_dirname: a for a in renames}
+        pending: dict[str, P.FolderAction] = {a.old_dirname or "": a for a in renames}
         for a in renames:
             if a.dirname in pending and pending[a.dirname] is not a:
                 tmp = f".axsync-rename-{a.folder_id}"
-                self.store.rename_folder(a.old_dirname or "", tmp)
-                pending.pop(a.old_dirname, None)
+                self.store.rename_folder(a.old_dirname or "", tmp, a.path)
+                pending.pop(a.old_dirname or "", None)
                 pending[tmp] = a
                 with self.db.transaction():
                     self.db.move_folder_dirname(a.old_dirname or "", tmp)
@@ -479,7 +479,7 @@ class Puller:
             if self.store.root.joinpath(a.dirname).exists():
                 raise StoreError(f"cannot rename folder {old!r} to {a.dirname!r}: target exists")
             if self.store.root.joinpath(old).exists():
-                self.store.rename_folder(old, a.dirname)
+                self.store.rename_folder(old, a.dirname, a.path)
             with self.db.transaction():
                 self.db.move_folder_dirname(old, a.dirname)
                 self.db.set_folder_tokens(a.folder_id, dirname=a.dirname, path=_json(a.path))
@@ -488,7 +488,7 @@ class Puller:
             self.report.pulled.moved += 0
         for a in fplan.actions:
             if a.kind == "create":
-                self.store.ensure_folder(a.dirname)
+                self.store.ensure_folder(a.dirname, a.path)
         with self.db.transaction():
             for fid, st in states.items():
                 t = st.target
@@ -538,8 +538,7 @@ class Puller:
         atoms = [self._labels[i][1] for i in label_ids if i in self._labels]
         missing = [a for a in atoms if a not in mapping]
         if missing:
-            folder_dir = self.store.root / dirname if dirname else self.store.root
-            new = ensure_keywords(folder_dir, missing)
+            new = self.store.ensure_keywords(dirname, missing)
             mapping.update(new)
             self.db.set_folder_keywords(dirname, new)
             lost = [a for a in missing if a not in new]
@@ -553,11 +552,35 @@ class Puller:
         return P.file_flags(P.server_letters(flags), self._keyword_letters(dirname, label_ids),
                             self.store.compression != "none")
 
+    def _target_flags(self, row: MessageRow, dirname: str, current: str | None,
+                      flags: MailFlags, labels: tuple[str, ...]) -> str:
+        """File flags after a server change. In sync mode, a change made locally since the
+        last run (the file name differs from the state row) is merged per flag and per label
+        (three-way, base = the state row) so the push that follows can send it."""
+        if self.options.mode != "sync" or current is None or current == row.filename:
+            return self._flags_for(dirname, flags, labels)
+        info = current.rsplit(":2,", 1)[1] if ":2," in current else ""
+        local_letters = "".join(sorted(set(info) & SYSTEM))
+        mapping = self.store.keywords(dirname)
+        atoms = keywords_of(info, mapping)
+        by_atom = {atom: lid for lid, (_n, atom) in self._labels.items()}
+        local_labels, new_atoms = label_ids_for(atoms, by_atom)
+        merged = merge(row.flags, local_letters, P.server_letters(flags), row.label_ids,
+                       local_labels, labels, policy=self.options.conflict)
+        for c in merged.conflicts:
+            self.report.conflicts += 1
+            self.db.record_conflict(0, row.uid, row.mail_id, c.field, str(c.base), str(c.local),
+                                    str(c.server), c.resolution)
+        keep = {ch for ch in info if ch in "abcdefghijklmnopqrstuvwxyz"
+                and mapping.get(ord(ch) - 97) in new_atoms}
+        letters = self._keyword_letters(dirname, merged.labels) + "".join(sorted(keep))
+        return P.file_flags(merged.flags, letters, self.store.compression != "none")
+
     def _rename_flags(self, row: MessageRow, dirname: str, flags: str) -> str | None:
         current = self._local_name(dirname, row.base, row.filename)
         if current is None:
             return None
-        new = self.store.set_flags(dirname, current, _keep_compressed(current, flags))
+        new = self.store.set_flags(dirname, current, flags)
         self._note_local(dirname, row.base, new)
         return new
 
@@ -575,20 +598,32 @@ class Puller:
             current = self._local_name(row.dirname, row.base, row.filename)
             filename = row.filename
             if current is not None:
+                renamed = current != row.filename
                 if dest != row.dirname:
                     filename = self.store.move(row.dirname, current, dest)
                     self._note_local(row.dirname, row.base, None)
                     self._note_local(dest, row.base, filename)
                 else:
                     filename = current
-                flags = self._flags_for(dest, mail.flags, mail.label_ids)
-                filename = self.store.set_flags(dest, filename, _keep_compressed(filename, flags))
+                flags = self._target_flags(row, dest, filename if renamed else row.filename,
+                                           mail.flags, mail.label_ids)
+                filename = self.store.set_flags(dest, filename, flags)
                 self._note_local(dest, row.base, filename)
-            else:
-                self.report.fail(f"mail {mail.id}", "archived file missing; it will be downloaded again")
+            elif self.options.mode != "sync":
+                # The archive lost this file: fetch it again at its new place.
+                log.warning("file of uid %s is missing; downloading mail %s again", row.uid, mail.id)
                 with self.db.transaction():
-                    self.db.update_message(row.uid, mail_id=None, state="tombstoned")
+                    self.db.update_message(row.uid, mail_id=None, state="tombstoned",
+                                           deleted_at=int(time.time()))
+                self._relocated_new.discard(mail.id)
                 continue
+            else:
+                # Deleted locally while the server moved it: the deletion wins (it is pushed
+                # next, against the mail's new id), as in mbsync.
+                self.report.conflicts += 1
+                with self.db.transaction():
+                    self.db.record_conflict(0, row.uid, mail.id, "delete", "present", "deleted",
+                                            "moved", "local")
             with self.db.transaction():
                 self.db.update_message(
                     row.uid, mail_id=mail.id, folder_id=mail.folder_id, dirname=dest, filename=filename,
@@ -629,7 +664,9 @@ class Puller:
                         self.db.update_message(row.uid, conversation_id=conv, history=False)
                     continue
                 self._tick()
-                filename = self._rename_flags(row, row.dirname, self._flags_for(row.dirname, flags, labels))
+                current = self._local_name(row.dirname, row.base, row.filename)
+                filename = self._rename_flags(
+                    row, row.dirname, self._target_flags(row, row.dirname, current, flags, labels))
                 self.db.update_message(
                     row.uid, flags=letters, refw=flags.refw_flags, label_ids=labels,
                     filename=filename or row.filename, conversation_id=conv or row.conversation_id,
@@ -774,7 +811,7 @@ class Puller:
                 self._note_local(dirname, stored.base, None)
                 moved = self.store.move(old.dirname, current, dirname) if old.dirname != dirname else current
                 self._note_local(old.dirname, old.base, None)
-                moved = self.store.set_flags(dirname, moved, _keep_compressed(moved, stored.filename.rsplit(":2,", 1)[-1]))
+                moved = self.store.set_flags(dirname, moved, stored.filename.rsplit(":2,", 1)[-1])
                 self._note_local(dirname, old.base, moved)
                 self.db.update_message(
                     old.uid, mail_id=mail.id, folder_id=mail.folder_id, dirname=dirname, filename=moved,
@@ -870,15 +907,6 @@ class Puller:
             )
 
 
-def _keep_compressed(current: str, flags: str) -> str:
-    """Keep ``Z`` when the file had it (the flag describes the file, not the message)."""
-    info = current.rsplit(":2,", 1)[1] if ":2," in current else ""
-    out = set(flags)
-    if "Z" in info:
-        out.add("Z")
-    return "".join(sorted(out))
-
-
 def _json(path: tuple[str, ...]) -> str:
     import json
 
@@ -901,11 +929,3 @@ def _digest(store: Store, dirname: str, subdir: str, filename: str) -> tuple[str
             vsize += len(chunk) + lf - crlf
             prev = chunk[-1:]
     return h.hexdigest(), size, vsize
-
-
-def folder_from_model(f: Folder) -> P.TreeFolder:
-    return P.TreeFolder(f.id, f.name, f.parent_id, f.role)
-
-
-def _unused(_: Path, __: BinaryIO) -> None:  # keep imports honest for type checkers
-    return None

@@ -1,0 +1,457 @@
+"""Push: archive -> server, through the batch endpoints.
+
+``plan_push`` (pure) turns local edits into batched operations; ``Pusher`` carries them out.
+The state DB changes only after the server acknowledged a change; a 201 (asynchronous)
+batch is recorded as pending and confirmed by the next pull, re-issued at most
+``MAX_ATTEMPTS`` times, then reported as failed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from axsync.api import ApiClient
+from axsync.errors import AxsyncError, DeletionGuardError
+from axsync.statedb import FolderRow, StateDB
+from axsync.store import Store
+from axsync.store.keywords import atom_to_label, label_to_atom
+from axsync.store.names import folder_path
+from axsync.sync.local import Edit, LocalChanges
+from axsync.sync.merge import local_change
+from axsync.sync.plan import check_deletions
+from axsync.sync.report import RunReport
+
+log = logging.getLogger("axsync.push")
+
+CHUNK = 2000
+MAX_ATTEMPTS = 3
+NO_UNREAD_ROLES = ("sent", "drafts")  # conversation isUnread updates skip these folders
+
+
+@dataclass(frozen=True, slots=True)
+class MailOp:
+    """One mail's part in a batch: what the DB row becomes once the server acknowledges."""
+
+    uid: int
+    mail_id: str
+    kind: str  # update | label_add | label_remove | move | delete
+    value: str  # JSON of the parameters
+
+
+@dataclass
+class Batch:
+    op: str  # the API batch op, e.g. "mails/update", "conversations/labels/add"
+    params: dict[str, object]
+    ids: list[str] = field(default_factory=list)  # mail or conversation ids sent
+    members: list[MailOp] = field(default_factory=list)  # the mails this batch changes
+
+
+@dataclass
+class PushPlan:
+    batches: list[Batch] = field(default_factory=list)
+    new_labels: dict[str, list[int]] = field(default_factory=dict)  # atom -> uids waiting for it
+    new_folders: dict[str, list[int]] = field(default_factory=dict)  # dirname -> uids moving there
+    deletions: int = 0
+    unchanged: list[Edit] = field(default_factory=list)  # renamed, but nothing to push
+
+    def count(self, kind: str) -> int:
+        return sum(len({m.uid for m in b.members if m.kind == kind}) for b in self.batches)
+
+
+@dataclass(frozen=True, slots=True)
+class PushContext:
+    """What the planner needs to know besides the edits (all read by the caller)."""
+
+    folder_of_dirname: Mapping[str, str]  # dirname -> server folder id (present, not excluded)
+    role_of_folder: Mapping[str, str]
+    conversation_members: Mapping[str, frozenset[int]]  # conversation id -> present uids
+    atom_to_label_id: Mapping[str, str]
+
+
+def plan_push(edits: Sequence[Edit], ctx: PushContext) -> PushPlan:
+    """Group every mail's local change into as few batch calls as the API allows."""
+    plan = PushPlan()
+    flag_groups: dict[tuple[bool | None, bool | None], list[MailOp]] = defaultdict(list)
+    label_groups: dict[tuple[str, str], list[MailOp]] = defaultdict(list)
+    moves: dict[str, list[MailOp]] = defaultdict(list)
+    deletes: list[MailOp] = []
+    change_of: dict[int, tuple[object, ...]] = {}
+    edit_of: dict[int, Edit] = {}
+    for e in edits:
+        row = e.row
+        if row.mail_id is None:
+            continue
+        if e.file is None:
+            deletes.append(MailOp(row.uid, row.mail_id, "delete", "null"))
+            continue
+        for atom in e.new_atoms:
+            plan.new_labels.setdefault(atom, []).append(row.uid)
+        c = local_change(row.flags, row.label_ids, e.letters, e.label_ids)
+        pushed = False
+        if c.is_unread is not None or c.is_flagged is not None:
+            value = json.dumps({"isUnread": c.is_unread, "isFlagged": c.is_flagged})
+            flag_groups[(c.is_unread, c.is_flagged)].append(MailOp(row.uid, row.mail_id, "update", value))
+            pushed = True
+        for lid in c.add_labels:
+            label_groups[("add", lid)].append(MailOp(row.uid, row.mail_id, "label_add", json.dumps(lid)))
+            pushed = True
+        for lid in c.remove_labels:
+            label_groups[("remove", lid)].append(MailOp(row.uid, row.mail_id, "label_remove", json.dumps(lid)))
+            pushed = True
+        if e.file.dirname != row.dirname:
+            dest = ctx.folder_of_dirname.get(e.file.dirname)
+            if dest is None:
+                plan.new_folders.setdefault(e.file.dirname, []).append(row.uid)
+                dest = f"new:{e.file.dirname}"
+            moves[dest].append(MailOp(row.uid, row.mail_id, "move", json.dumps(dest)))
+            pushed = True
+        change_of[row.uid] = (c.is_unread, c.is_flagged, c.add_labels, c.remove_labels,
+                              e.file.dirname != row.dirname)
+        edit_of[row.uid] = e
+        if not pushed and not e.new_atoms:
+            plan.unchanged.append(e)
+    plan.deletions = len(deletes)
+    whole = _whole_conversations(change_of, edit_of, ctx)
+    for (unread, flagged), ops in flag_groups.items():
+        params: dict[str, object] = {
+            k: v for k, v in (("is_unread", unread), ("is_flagged", flagged)) if v is not None}
+        conv_ops = [o for o in ops if o.uid in whole and _unread_ok(whole[o.uid], unread, ctx, edit_of)]
+        _add(plan, "mails/update", params, [o for o in ops if o not in conv_ops])
+        _add_conversations(plan, "conversations/update", params, conv_ops, whole)
+    for (action, lid), ops in sorted(label_groups.items()):
+        params = {"label_id": lid}
+        conv_ops = [o for o in ops if o.uid in whole]
+        _add(plan, f"mails/labels/{action}", params, [o for o in ops if o not in conv_ops])
+        _add_conversations(plan, f"conversations/labels/{action}", params, conv_ops, whole)
+    for dest, ops in sorted(moves.items()):
+        _add(plan, "mails/move", {"destination_folder_id": dest}, ops)
+    _add(plan, "mails/delete", {}, deletes)
+    return plan
+
+
+def _whole_conversations(change_of: Mapping[int, tuple[object, ...]], edit_of: Mapping[int, Edit],
+                         ctx: PushContext) -> dict[int, str]:
+    """uid -> conversation id, for conversations whose every member changed the same way
+    (and none moved): those go as one conversation batch instead of per-mail ids."""
+    out: dict[int, str] = {}
+    for cid, members in ctx.conversation_members.items():
+        if len(members) < 2 or not all(u in change_of for u in members):
+            continue
+        changes = {change_of[u] for u in members}
+        if len(changes) != 1:
+            continue
+        (change,) = changes
+        if change[4]:  # a move: done per mail (ids change on move)
+            continue
+        for u in members:
+            out[u] = cid
+    return out
+
+
+def _unread_ok(cid: str, unread: bool | None, ctx: PushContext, edit_of: Mapping[int, Edit]) -> bool:
+    if unread is None:
+        return True
+    members = ctx.conversation_members.get(cid, frozenset())
+    return all(ctx.role_of_folder.get(edit_of[u].row.folder_id, "") not in NO_UNREAD_ROLES for u in members)
+
+
+def _add(plan: PushPlan, op: str, params: dict[str, object], ops: list[MailOp]) -> None:
+    for i in range(0, len(ops), CHUNK):
+        chunk = ops[i:i + CHUNK]
+        plan.batches.append(Batch(op, dict(params), [o.mail_id for o in chunk], chunk))
+
+
+def _add_conversations(plan: PushPlan, op: str, params: dict[str, object], ops: list[MailOp],
+                       whole: Mapping[int, str]) -> None:
+    if not ops:
+        return
+    by_conv: dict[str, list[MailOp]] = defaultdict(list)
+    for o in ops:
+        by_conv[whole[o.uid]].append(o)
+    convs = sorted(by_conv)
+    for i in range(0, len(convs), CHUNK):
+        part = convs[i:i + CHUNK]
+        plan.batches.append(Batch(op, dict(params), part, [o for c in part for o in by_conv[c]]))
+
+
+# ============================================================================ executor
+
+
+@dataclass
+class Pusher:
+    api: ApiClient
+    store: Store
+    db: StateDB
+    report: RunReport
+    conflict_policy: str = "server"
+    max_delete: int = 0
+    force: bool = False
+    dry_run: bool = False
+    touched_folders: set[str] = field(default_factory=set)
+    async_pending: int = 0
+
+    def context(self) -> PushContext:
+        folders = [f for f in self.db.folders() if f.state == "present" and not f.excluded]
+        members: dict[str, set[int]] = defaultdict(set)
+        for cid, uid in self.db.execute(
+            "SELECT conversation_id, uid FROM messages WHERE state='present' AND conversation_id IS NOT NULL"
+        ).fetchall():
+            members[cid].add(uid)
+        labels = self.db.labels()
+        return PushContext(
+            {f.dirname: f.id for f in folders}, {f.id: f.role for f in folders},
+            {c: frozenset(u) for c, u in members.items()},
+            {atom: lid for lid, (_name, atom) in labels.items()},
+        )
+
+    def run(self, changes: LocalChanges) -> PushPlan:
+        for row, f in changes.adopted:
+            log.info("adopting %s/%s as uid %s (re-written by another program)", f.dirname, f.filename, row.uid)
+        if changes.unknown:
+            self.report.local_new = len(changes.unknown)
+            self.report.notes.append(
+                f"{len(changes.unknown)} local file(s) have no server copy; they are kept. The REST "
+                "API cannot upload raw mail: use `axsync restore --imap` to put them on a server")
+        ctx = self.context()
+        plan = plan_push(changes.edits, ctx)
+        total = self.db.count_messages("state = 'present'")
+        check = check_deletions(plan.deletions, total, self.max_delete, self.force)
+        if not check.allowed:
+            raise DeletionGuardError(
+                f"{plan.deletions} archived messages were deleted locally, more than max_delete "
+                f"allows ({check.limit}); nothing was deleted on the server. Run with --force "
+                "to delete them there")
+        if self.dry_run:
+            self._describe(plan)
+            return plan
+        self._adopt(changes)
+        self._create_labels(plan, ctx)
+        self._create_folders(plan)
+        for batch in plan.batches:
+            self._send(batch)
+        with self.db.transaction():
+            for e in plan.unchanged:
+                if e.file is not None:
+                    self.db.update_message(e.row.uid, filename=e.file.filename, history=False)
+        return plan
+
+    def _describe(self, plan: PushPlan) -> None:
+        for b in plan.batches:
+            self.report.plan.append({"push": b.op, "params": {k: str(v) for k, v in b.params.items()},
+                                     "items": len(b.ids), "mails": len(b.members)})
+        for atom in plan.new_labels:
+            self.report.plan.append({"push": "labels/create", "name": atom_to_label(atom)})
+        for dirname in plan.new_folders:
+            self.report.plan.append({"push": "folders/create", "path": "/".join(folder_path(dirname, strict=False))})
+        self._count(plan.batches)
+
+    def _count(self, batches: Sequence[Batch]) -> None:
+        kinds: dict[str, set[int]] = defaultdict(set)
+        for b in batches:
+            for m in b.members:
+                kinds[m.kind].add(m.uid)
+        self.report.pushed.flags += len(kinds["update"])
+        self.report.pushed.labels += len(kinds["label_add"] | kinds["label_remove"])
+        self.report.pushed.moved += len(kinds["move"])
+        self.report.pushed.deleted += len(kinds["delete"])
+
+    def _adopt(self, changes: LocalChanges) -> None:
+        with self.db.transaction():
+            for row, f in changes.adopted:
+                self.db.update_message(row.uid, base=f.base, filename=f.filename, history=False)
+
+    def _create_labels(self, plan: PushPlan, ctx: PushContext) -> None:
+        if not plan.new_labels:
+            return
+        known = {name.casefold(): lid for lid, (name, _atom) in self.db.labels().items()}
+        for atom, uids in plan.new_labels.items():
+            name = atom_to_label(atom)
+            lid = known.get(name.casefold())
+            if lid is None:
+                try:
+                    label = self.api.create_label(name)
+                except AxsyncError as exc:
+                    for uid in uids:
+                        self.report.fail(f"uid {uid} keyword {atom!r}",
+                                         f"the server refused to create label {name!r}: {exc}")
+                    continue
+                lid = label.id
+                with self.db.transaction():
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO labels (id, name, atom, state) VALUES (?,?,?,'present')",
+                        (lid, label.name, label_to_atom(label.name)),
+                    )
+            rows = {r.uid: r for r in (self.db.message_by_uid(u) for u in uids) if r}
+            plan.batches.append(Batch("mails/labels/add", {"label_id": lid},
+                                      [r.mail_id for r in rows.values() if r.mail_id],
+                                      [MailOp(u, r.mail_id or "", "label_add", json.dumps(lid))
+                                       for u, r in rows.items() if r.mail_id]))
+
+    def _create_folders(self, plan: PushPlan) -> None:
+        for dirname, uids in plan.new_folders.items():
+            try:
+                fid = self._ensure_server_folder(folder_path(dirname, strict=False), dirname)
+            except AxsyncError as exc:
+                for uid in uids:
+                    self.report.fail(f"uid {uid} move", f"cannot create folder for {dirname!r}: {exc}")
+                plan.batches = [b for b in plan.batches
+                                if b.params.get("destination_folder_id") != f"new:{dirname}"]
+                continue
+            for b in plan.batches:
+                if b.params.get("destination_folder_id") == f"new:{dirname}":
+                    b.params["destination_folder_id"] = fid
+
+    def _ensure_server_folder(self, path: tuple[str, ...], dirname: str) -> str:
+        by_path = {f.path: f for f in self.db.folders() if f.state == "present"}
+        parent_id = (self.db.account() or {}).get("folder_container_id")
+        if not parent_id:
+            parent_id = self.api.account_info().folder_container_id
+        for depth in range(1, len(path) + 1):
+            sub = path[:depth]
+            existing = by_path.get(sub)
+            if existing is not None:
+                parent_id = existing.id
+                continue
+            folder = self.api.create_folder(sub[-1], parent_id)
+            now = int(time.time())
+            sub_dirname = dirname if depth == len(path) else "." + ".".join(
+                dirname.lstrip(".").split(".")[:depth])
+            with self.db.transaction():
+                self.db.upsert_folder(FolderRow(folder.id, parent_id, folder.name, sub, sub_dirname,
+                                                "", None, None, None, None, False, "present"), now)
+            parent_id = folder.id
+        return str(parent_id)
+
+    def _send(self, batch: Batch) -> None:
+        if not batch.ids:
+            return
+        try:
+            results = self.api.batch(batch.op, batch.ids, chunk_size=CHUNK, **batch.params)
+        except AxsyncError as exc:
+            for m in batch.members:
+                self.report.fail(f"mail {m.mail_id} {batch.op}", str(exc))
+            return
+        failed: set[str] = set()
+        pending = False
+        job_key: str | None = None
+        for r in results:
+            failed.update(r.failed_items)
+            if r.is_async:
+                pending = True
+                job_key = r.job_key
+        ok_members, bad = self._split(batch, failed)
+        for m in bad:
+            self.report.fail(f"mail {m.mail_id} {batch.op}", "the server reported this item as failed")
+        self._count([Batch(batch.op, batch.params, [], ok_members)])
+        for m in ok_members:
+            row = self.db.message_by_uid(m.uid)
+            if row is not None:
+                self.touched_folders.add(row.folder_id)
+        if pending:
+            self.async_pending += len(ok_members)
+            self._record_pending(ok_members, job_key)
+        else:
+            self._apply(batch, ok_members)
+
+    @staticmethod
+    def _split(batch: Batch, failed: set[str]) -> tuple[list[MailOp], list[MailOp]]:
+        if not failed:
+            return list(batch.members), []
+        conv = batch.op.startswith("conversations/")
+        ok: list[MailOp] = []
+        bad: list[MailOp] = []
+        for m in batch.members:
+            key = m.mail_id
+            if conv:
+                key = next((c for c in batch.ids if c in failed), "")
+            (bad if key in failed else ok).append(m)
+        return ok, bad
+
+    def _record_pending(self, members: Sequence[MailOp], job_key: str | None) -> None:
+        now = int(time.time())
+        with self.db.transaction():
+            for m in members:
+                prev = self.db.execute(
+                    "SELECT attempts FROM push_pending WHERE uid=? AND op=? AND value=?",
+                    (m.uid, m.kind, m.value)).fetchone()
+                if prev and prev[0] >= MAX_ATTEMPTS:
+                    self.report.fail(f"mail {m.mail_id} {m.kind}",
+                                     f"the server accepted this change {prev[0]} times (201) but never applied it")
+                self.db.execute(
+                    "INSERT INTO push_pending (uid, op, value, job_key, attempts, first_at, last_at) "
+                    "VALUES (?,?,?,?,1,?,?) ON CONFLICT(uid, op, value) DO UPDATE SET "
+                    "attempts = attempts + 1, job_key = excluded.job_key, last_at = excluded.last_at",
+                    (m.uid, m.kind, m.value, job_key, now, now))
+
+    def _apply(self, batch: Batch, members: Sequence[MailOp]) -> None:
+        """The server acknowledged: the state DB now agrees with the file."""
+        with self.db.transaction():
+            for m in members:
+                row = self.db.message_by_uid(m.uid)
+                if row is None:
+                    continue
+                value = json.loads(m.value)
+                if m.kind == "update":
+                    flags = set(row.flags)
+                    if value.get("isUnread") is not None:
+                        (flags.discard if value["isUnread"] else flags.add)("S")
+                    if value.get("isFlagged") is not None:
+                        (flags.add if value["isFlagged"] else flags.discard)("F")
+                    self.db.update_message(row.uid, flags="".join(sorted(flags)))
+                elif m.kind in ("label_add", "label_remove"):
+                    labels = set(row.label_ids)
+                    (labels.add if m.kind == "label_add" else labels.discard)(value)
+                    self.db.update_message(row.uid, label_ids=tuple(labels))
+                elif m.kind == "move":
+                    dest = str(batch.params.get("destination_folder_id", value))
+                    dirname = self._dirname_of(dest) or row.dirname
+                    self.db.update_message(row.uid, folder_id=dest, dirname=dirname)
+                    self.touched_folders.add(dest)
+                elif m.kind == "delete":
+                    self.db.update_message(row.uid, state="tombstoned", mail_id=None,
+                                           deleted_at=int(time.time()))
+                self._sync_filename(row.uid)
+                self.db.execute("DELETE FROM push_pending WHERE uid=? AND op=?", (m.uid, m.kind))
+
+    def _dirname_of(self, folder_id: str) -> str | None:
+        row = self.db.execute("SELECT dirname FROM folders WHERE id=?", (folder_id,)).fetchone()
+        return str(row[0]) if row else None
+
+    def _sync_filename(self, uid: int) -> None:
+        row = self.db.message_by_uid(uid)
+        if row is None or row.state != "present":
+            return
+        f = self.store.locate(row.dirname, row.base, hint=row.filename)
+        if f is not None:
+            self.db.update_message(uid, filename=f.filename, history=False)
+
+
+def clear_confirmed(db: StateDB, still_changed: set[int]) -> None:
+    """Pending pushes whose mail no longer differs from the server were applied."""
+    with db.transaction():
+        for (uid,) in db.execute("SELECT DISTINCT uid FROM push_pending").fetchall():
+            if uid not in still_changed:
+                db.execute("DELETE FROM push_pending WHERE uid = ?", (uid,))
+
+
+def wait_for_async(api: ApiClient, folders: set[str], tokens: Mapping[str, str | None],
+                   timeout: float = 10.0) -> None:
+    """After 201 batches: poll the touched folders' tokens until they move (or time out)."""
+    deadline = time.monotonic() + timeout
+    remaining = set(folders)
+    delay = 0.2
+    while remaining and time.monotonic() < deadline:
+        time.sleep(delay)
+        for fid in list(remaining):
+            try:
+                if api.mails_token(fid) != tokens.get(fid):
+                    remaining.discard(fid)
+            except AxsyncError:
+                remaining.discard(fid)
+        delay = min(delay * 2, 2.0)
+
