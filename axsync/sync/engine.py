@@ -76,7 +76,7 @@ def _push(api: ApiClient, store: Store, db: StateDB, account: Account, options: 
     if pusher.async_pending:
         tokens = {f.id: f.content_token for f in db.folders()}
         wait_for_async(api, pusher.touched_folders, tokens)
-    confirm = RunReport(account=report.account, mode=report.mode)
+    confirm = RunReport(account=report.account, mode=report.mode, run_id=report.run_id)
     Puller(api, store, db, pull_opts, confirm, NullProgress()).run()
     report.failures.extend(confirm.failures)
     report.notes.extend(confirm.notes)
@@ -115,6 +115,7 @@ def run_account(
             db = StateDB.open(account.state_path)
             db.ensure_account(account.name, account.server, account.username)
             run_id = db.start_run(account.mode, options.dry_run)
+            report.run_id = run_id
             store = Store(account.maildir, compression=account.compression)
             store.ensure_folder("")
             if not options.dry_run:

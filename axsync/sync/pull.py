@@ -65,10 +65,13 @@ class Interrupted(AxsyncError):
     """Raised by the ``stop_after`` test hook to simulate a crash between actions."""
 
 
-def unique_for(mail: Mail, host: str) -> str:
+def unique_for(mail: Mail, host: str, salt: str = "") -> str:
     """A deterministic Maildir unique part for a mail's first download, so a file written
-    just before a kill is recognised (and adopted) by the next run."""
-    h = hashlib.sha1(f"{mail.id}\0{mail.folder_id}\0{mail.size}\0{mail.date}".encode()).hexdigest()
+    just before a kill is recognised (and adopted) by the next run. ``salt`` (the base of
+    the file a replaced mail's new content supersedes) keeps a same-size replacement from
+    reusing the old file's name."""
+    key = f"{mail.id}\0{mail.folder_id}\0{mail.size}\0{mail.date}" + (f"\0{salt}" if salt else "")
+    h = hashlib.sha1(key.encode()).hexdigest()
     return f"{max(mail.date, 0)}.R{h[:20]}.{host}"
 
 
@@ -374,7 +377,7 @@ class Puller:
         # Moves with the same id (server kept the id): st_new rows already known in the DB.
         cur = self.db.execute(
             "SELECT s.mail_id, m.uid FROM st_new s JOIN messages m ON m.mail_id = s.mail_id "
-            "WHERE m.state = 'present'"
+            "WHERE m.state = 'present' AND s.kind = 'new'"  # replaced: new content, download it
         )
         same_id = dict(cur.fetchall())
         # Moves with a new id: Message-ID + server size against rows vanishing in this run.
@@ -519,6 +522,13 @@ class Puller:
         hit = index.get(base)
         return hit[1] if hit else None
 
+    def _find_elsewhere(self, base: str) -> tuple[str, str] | None:
+        """(dirname, filename) of ``base`` in any folder: a file moved by a mail client."""
+        for f in self.store.scan():
+            if f.base == base:
+                return f.dirname, f.filename
+        return None
+
     def _note_local(self, dirname: str, base: str, filename: str | None) -> None:
         index = self._local.get(dirname)
         if index is None:
@@ -569,7 +579,7 @@ class Puller:
                        local_labels, labels, policy=self.options.conflict)
         for c in merged.conflicts:
             self.report.conflicts += 1
-            self.db.record_conflict(0, row.uid, row.mail_id, c.field, str(c.base), str(c.local),
+            self.db.record_conflict(self.report.run_id, row.uid, row.mail_id, c.field, str(c.base), str(c.local),
                                     str(c.server), c.resolution)
         keep = {ch for ch in info if ch in "abcdefghijklmnopqrstuvwxyz"
                 and mapping.get(ord(ch) - 97) in new_atoms}
@@ -609,20 +619,41 @@ class Puller:
                                            mail.flags, mail.label_ids)
                 filename = self.store.set_flags(dest, filename, flags)
                 self._note_local(dest, row.base, filename)
-            elif self.options.mode != "sync":
-                # The archive lost this file: fetch it again at its new place.
+            elif self.options.mode != "sync" or (
+                    self.options.conflict == "server" and self._find_elsewhere(row.base) is None):
+                # The archive lost this file (or, in sync mode with conflict = server, it was
+                # deleted locally while the server moved it): fetch it again at its new place.
+                if self.options.mode == "sync":
+                    self.report.conflicts += 1
+                    with self.db.transaction():
+                        self.db.record_conflict(self.report.run_id, row.uid, mail.id, "delete",
+                                                "present", "deleted", "moved", "server")
                 log.warning("file of uid %s is missing; downloading mail %s again", row.uid, mail.id)
                 with self.db.transaction():
                     self.db.update_message(row.uid, mail_id=None, state="tombstoned",
                                            deleted_at=int(time.time()))
                 self._relocated_new.discard(mail.id)
                 continue
+            elif (moved_here := self._find_elsewhere(row.base)) is not None:
+                # Moved by a mail client to one folder, by the server to another.
+                where, name = moved_here
+                self.report.conflicts += 1
+                policy = "local" if self.options.conflict == "local" else "server"
+                with self.db.transaction():
+                    self.db.record_conflict(self.report.run_id, row.uid, mail.id, "folder", row.dirname, where,
+                                            dest, policy)
+                if policy == "server" and where != dest:
+                    filename = self.store.move(where, name, dest)
+                    self._note_local(dest, row.base, filename)
+                else:
+                    filename = name  # stays; the push moves it on the server
             else:
-                # Deleted locally while the server moved it: the deletion wins (it is pushed
-                # next, against the mail's new id), as in mbsync.
+                # Deleted locally while the server moved it, conflict = local (or newest: the
+                # local deletion is the newer change): the deletion is pushed next, against
+                # the mail's new id.
                 self.report.conflicts += 1
                 with self.db.transaction():
-                    self.db.record_conflict(0, row.uid, mail.id, "delete", "present", "deleted",
+                    self.db.record_conflict(self.report.run_id, row.uid, mail.id, "delete", "present", "deleted",
                                             "moved", "local")
             with self.db.transaction():
                 self.db.update_message(
@@ -719,9 +750,10 @@ class Puller:
                     dirname = dir_of.get(mail.folder_id)
                     if dirname is None:
                         continue
-                    if self.db.message_by_mail_id(mail.id) is not None and kind == "new":
+                    known = self.db.message_by_mail_id(mail.id)
+                    if known is not None and kind == "new":
                         continue  # already archived (a resumed run)
-                    unique = unique_for(mail, self.host)
+                    unique = unique_for(mail, self.host, known.base if known is not None else "")
                     adopted = self._adopt(mail, dirname, unique)
                     if adopted is not None:
                         pending_rows.append((mail, kind, dirname, adopted))
@@ -792,6 +824,13 @@ class Puller:
         now = int(time.time())
         if kind == "replaced":
             old = self.db.message_by_mail_id(mail.id)
+            if old is not None and old.sha256 == stored.sha256 and old.size == stored.size:
+                # Same content as archived (a resumed run replaying the replacement): keep
+                # the old file, drop the new copy.
+                if self._local_name(old.dirname, old.base, old.filename) is not None:
+                    self.store.delete(dirname, stored.filename)
+                    self._note_local(dirname, stored.base, None)
+                    return
             if old is not None:
                 self._retire(old, replaced=True)
         existing = self.db.message_by_mail_id(mail.id)

@@ -62,6 +62,7 @@ class RunReport:
     notes: list[str] = field(default_factory=list)
     plan: list[dict[str, Any]] = field(default_factory=list)  # dry-run: per-folder plan
     local_new: int = 0  # files with no state row (kept; see `restore`)
+    run_id: int = 0
 
     def fail(self, item: str, error: str) -> None:
         self.failures.append({"item": item, "error": error})

@@ -93,9 +93,14 @@ class Staging:
         for mail in mails:
             self.db.execute("INSERT OR IGNORE INTO st_listed VALUES (?)", (mail.id,))
             known = self.db.execute(
-                "SELECT 1 FROM messages WHERE mail_id = ? AND state = 'present'", (mail.id,)
+                "SELECT server_size, message_id FROM messages WHERE mail_id = ? AND state = 'present'",
+                (mail.id,),
             ).fetchone()
-            if known:
+            if known and ((known[0] is not None and known[0] != mail.size)
+                          or (known[1] or "") != (mail.message_id or "")):
+                # Same id, other content (a listing has no replacedItems): download it again.
+                self.add_new(mail, "replaced")
+            elif known:
                 self.add_update(
                     MailUpdate(mail.id, mail.folder_id, mail.flags, mail.label_ids,
                                mail.conversation_id),
