@@ -1,0 +1,457 @@
+"""HTTP plumbing of the API client: one pooled ``httpx.Client``, the Axigen session, retries,
+request counting, and the translation of every foreign failure into :mod:`axsync.errors`.
+
+:class:`Http` is thread-safe: the sync engine downloads from a worker pool while the main
+thread lists and updates. All state shared between threads (session id, counters) is
+guarded by locks; ``httpx.Client`` itself is safe to share.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from axsync import __version__
+from axsync.api import jsonread, wire
+from axsync.api.retry import (
+    REFUSED_STATUS,
+    RETRYABLE_STATUS,
+    Backoff,
+    is_idempotent,
+    is_permanent_transport_error,
+    never_reached_server,
+    parse_retry_after,
+)
+from axsync.errors import (
+    ApiError,
+    AuthError,
+    BadRequest,
+    ConfigError,
+    Forbidden,
+    HttpStatusError,
+    MalformedReply,
+    NotFound,
+    ServerError,
+    ServerUnreachable,
+)
+
+log = logging.getLogger("axsync.api")
+
+T = TypeVar("T")
+Params = Mapping[str, str | int | Sequence[str]]
+
+LOGIN = "/api/v1/login"
+_ERROR_BODY_LIMIT = 64 * 1024
+#: Re-logins one request may do after 401s on sessions that never served anything.
+_MAX_UNPROVEN_ROUNDS = 3
+#: Hard cap on re-logins of one request, whatever the reason (termination guarantee).
+_MAX_AUTH_ROUNDS = 100
+
+
+@dataclass(slots=True)
+class _Session:
+    """An Axigen session: its id, the login that opened it, how many requests were sent with
+    it and how many it answered with a 2xx. A 401 on a session that served requests, or
+    that other requests used as well, is taken for expiry; a 401 on a session that only
+    the refused request ever used is a refusal."""
+
+    sid: str
+    generation: int
+    sent: int = 0
+    served: int = 0
+
+    @property
+    def unproven(self) -> bool:
+        return self.served == 0 and self.sent <= 1
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """An endpoint: ``method`` plus a path template such as ``/api/v1/mails/{id}``."""
+
+    method: str
+    template: str
+    accept: str = "application/json"
+
+    @property
+    def key(self) -> str:
+        """``"METHOD /template"``: the key of ``request_counts`` and of error messages."""
+        return f"{self.method} {self.template}"
+
+    def path(self, *ids: str) -> str:
+        """The template with each ``{...}`` placeholder replaced, in order, by a URL-quoted id."""
+        out = self.template
+        for value in ids:
+            head, _, tail = out.partition("{")
+            _, _, rest = tail.partition("}")
+            out = head + quote(value, safe="") + rest
+        return out
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """The state of one logical request across its attempts."""
+
+    route: Route
+    path: str
+    params: Params | None
+    json: object
+    safe: bool = True  # idempotent: may be repeated after an ambiguous failure
+    retries: int = 0
+    ambiguous: bool = False  # an earlier attempt may have been applied by the server
+
+
+@dataclass(frozen=True, slots=True)
+class _Again:
+    """Send the request again after ``delay`` seconds (``reason`` is logged)."""
+
+    delay: float
+    reason: str
+
+
+_RELOGIN = _Again(0.0, "HTTP 401")
+
+
+class RetryableBody(Exception):
+    """Raised by a response handler when a 2xx body arrived damaged in a way a new attempt may
+    fix (shorter than its Content-Length). ``final`` is raised once the retries are spent."""
+
+    def __init__(self, final: ApiError) -> None:
+        super().__init__(str(final))
+        self.final = final
+
+
+def status_error(
+    route: Route, status: int, body: bytes, attempts: int, location: str | None = None
+) -> HttpStatusError:
+    """The exception for a non-2xx reply that will not be retried. A redirect names its
+    target (a server redirecting http to https, or to a login page, is a setup problem)."""
+    reason = jsonread.error_text(body)
+    text = body[:2000].decode("utf-8", errors="replace")
+    message = f"{route.key}: HTTP {status}" + (f": {reason}" if reason else "")
+    if location and 300 <= status < 400:
+        message += f" (redirected to {location}; check the server URL)"
+    if attempts > 1:
+        message += f" (after {attempts} attempts)"
+    cls: type[HttpStatusError]
+    if status == 400:
+        cls = BadRequest
+    elif status == 403:
+        cls = Forbidden
+    elif status == 404:
+        cls = NotFound
+    elif status == 429 or status >= 500:
+        cls = ServerError
+    else:
+        cls = HttpStatusError
+    return cls(message, status=status, body=text, endpoint=route.key, attempts=attempts)
+
+
+def _ssl_verify(verify: bool | str) -> ssl.SSLContext | bool:
+    if isinstance(verify, bool):
+        return verify
+    if os.path.isdir(verify):
+        return ssl.create_default_context(capath=verify)
+    return ssl.create_default_context(cafile=verify)
+
+
+class Http:
+    """Sends requests with Basic auth + ``X-Axigen-Session``, logging in lazily and again on
+    a 401, retrying per :mod:`axsync.api.retry`, counting every request sent."""
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        *,
+        concurrency: int,
+        timeout: float,
+        verify: bool | str,
+        max_retries: int,
+        backoff: Backoff,
+        transport: httpx.BaseTransport | None,
+    ) -> None:
+        pool = max(1, concurrency) + 1  # one spare connection for the main thread's calls
+        try:
+            self.client = httpx.Client(
+                base_url=base_url.rstrip("/"),
+                timeout=httpx.Timeout(timeout),
+                verify=_ssl_verify(verify),
+                limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
+                transport=transport,
+                follow_redirects=False,
+                headers={"User-Agent": f"axsync/{__version__}"},
+            )
+        except (OSError, ssl.SSLError, ValueError, httpx.InvalidURL) as exc:
+            raise ConfigError(
+                f"cannot set up the HTTP client: {exc}", problems=[f"server URL / CA bundle: {exc}"]
+            ) from exc
+        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        self._authorization = f"Basic {token}"
+        self.max_retries = max(0, max_retries)
+        self.backoff = backoff
+        self.sleep: Callable[[float], None] = time.sleep
+        self.uniform: Callable[[float, float], float] = random.uniform
+        self.requests = 0
+        self.request_counts: dict[str, int] = {}
+        self._count_lock = threading.Lock()
+        self._login_lock = threading.Lock()
+        self._session: _Session | None = None
+        self._generation = 0  # bumped by every successful login
+
+    # ------------------------------------------------------------------ session
+
+    def close(self) -> None:
+        self.client.close()
+
+    def counts(self) -> tuple[int, dict[str, int]]:
+        """``(requests, request_counts)``: a consistent copy."""
+        with self._count_lock:
+            return self.requests, dict(self.request_counts)
+
+    def _count(self, route: Route) -> None:
+        with self._count_lock:
+            self.requests += 1
+            self.request_counts[route.key] = self.request_counts.get(route.key, 0) + 1
+
+    def _mark(self, session: _Session | None, *, served: bool) -> None:
+        if session is not None:
+            with self._count_lock:
+                if served:
+                    session.served += 1
+                else:
+                    session.sent += 1
+
+    def login(self) -> None:
+        """Open a new session now (``POST /api/v1/login``). AuthError on 401."""
+        with self._login_lock:
+            self._login_locked()
+
+    def _login_locked(self) -> None:
+        route = Route("POST", LOGIN)
+        try:
+            data = self.call(route, session=False, handle=read_json(route))
+        except AuthError as exc:
+            raise AuthError(
+                "login refused (HTTP 401): wrong username or password, or the account may not "
+                "use the Mailbox API",
+                endpoint=route.key,
+            ) from exc
+        sid = wire.parse_sessid(data, route.key)
+        self._generation += 1
+        self._session = _Session(sid, self._generation)
+        log.debug("logged in (session generation %d)", self._generation)
+
+    def _current_session(self) -> _Session:
+        """The current session, logging in first if none was opened yet."""
+        current = self._session
+        if current is not None:
+            return current
+        with self._login_lock:
+            if self._session is None:
+                self._login_locked()
+            assert self._session is not None
+            return self._session
+
+    def _after_401(
+        self, route: Route, used: _Session, own: _Session | None, rounds: tuple[int, int]
+    ) -> _Session | None:
+        """React to a 401 on ``used``: log in again, unless another thread already did since
+        ``used`` was opened (then that session is reused: many workers seeing their session
+        expire together cause one login). Returns the session this call opened, if any.
+
+        ``rounds`` = (401s so far, 401s on unproven sessions). AuthError when ``used`` was
+        opened by this very call and nothing but this request ever used it (a fresh session
+        refused at once: the "second 401"), after more than 3 refusals of unproven sessions,
+        or after 100 rounds in all. A session that served requests or that other workers
+        used as well and then answers 401 has merely expired (servers may cap requests per
+        session; under concurrency other workers may use a new session up before this
+        request's retry reaches it).
+        """
+        total, unproven = rounds
+        fresh_refusal = used is own and used.unproven
+        if fresh_refusal or unproven > _MAX_UNPROVEN_ROUNDS or total > _MAX_AUTH_ROUNDS:
+            raise AuthError(
+                f"{route.key}: HTTP 401 again after logging in again ({total} refusals)",
+                endpoint=route.key,
+                status=401,
+            )
+        with self._login_lock:
+            if self._generation != used.generation:
+                return own
+            self._login_locked()
+            return self._session
+
+    # ------------------------------------------------------------------ requests
+
+    def call(
+        self,
+        route: Route,
+        *ids: str,
+        handle: Callable[[httpx.Response], T],
+        params: Params | None = None,
+        json: object = None,
+        session: bool = True,
+        idempotent: bool | None = None,
+    ) -> T:
+        """Send ``route`` (path ids in order) and return ``handle(response)`` for a 2xx reply.
+
+        ``handle`` receives a streaming response and must consume the body; it may raise
+        :class:`RetryableBody`. ``idempotent`` defaults to :func:`retry.is_idempotent`.
+
+        Raises: AuthError (401 after one re-login), HttpStatusError subclasses (non-2xx,
+        after retries where allowed), ServerUnreachable (connection failures), MalformedReply
+        (undecodable body), ConfigError (invalid URL), or whatever ``handle`` raises.
+        """
+        safe = is_idempotent(route.method, route.template) if idempotent is None else idempotent
+        attempt = _Attempt(route, route.path(*ids), params, json, safe)
+        refusals = unproven = 0
+        own: _Session | None = None  # the session this very call opened, if any
+        while True:
+            used = self._current_session() if session else None
+            self._count(route)
+            self._mark(used, served=False)
+            outcome = self._send(attempt, handle, used)
+            if not isinstance(outcome, _Again):
+                return outcome
+            if outcome is _RELOGIN:  # outside the reply's block: its connection is free
+                if used is None:
+                    raise AuthError(f"{route.key}: HTTP 401", endpoint=route.key, status=401)
+                refusals += 1
+                unproven += used.unproven
+                own = self._after_401(route, used, own, (refusals, unproven))
+                continue
+            attempt.retries += 1
+            log.info(
+                "%s: %s; retry %d/%d in %.2fs",
+                route.key,
+                outcome.reason,
+                attempt.retries,
+                self.max_retries,
+                outcome.delay,
+            )
+            self.sleep(outcome.delay)
+
+    def _send(
+        self, attempt: _Attempt, handle: Callable[[httpx.Response], T], used: _Session | None
+    ) -> T | _Again:
+        """One attempt: the handler's result, or what to do next (:class:`_Again`)."""
+        route, retries = attempt.route, attempt.retries
+        headers = {"Authorization": self._authorization, "Accept": route.accept}
+        if used is not None:
+            headers["X-Axigen-Session"] = used.sid
+        try:
+            with self.client.stream(
+                route.method,
+                attempt.path,
+                params=attempt.params,
+                json=attempt.json,
+                headers=headers,
+            ) as resp:
+                if 200 <= resp.status_code < 300:
+                    self._mark(used, served=True)
+                    return handle(resp)
+                return self._refused(attempt, resp)
+        except RetryableBody as exc:
+            if not attempt.safe or retries >= self.max_retries:
+                raise exc.final from exc.__cause__
+            return _Again(self.backoff.delay(retries, None, self.uniform), str(exc))
+        except httpx.TransportError as exc:
+            delay = self._transport_failure(route, exc, attempt.safe, retries)
+            attempt.ambiguous = attempt.ambiguous or not never_reached_server(exc)
+            return _Again(delay, f"{exc.__class__.__name__}: {exc}")
+        except httpx.InvalidURL as exc:
+            raise ConfigError(
+                f"{route.key}: invalid URL: {exc}", problems=[f"server URL: {exc}"]
+            ) from exc
+        except httpx.DecodingError as exc:
+            if not attempt.safe or retries >= self.max_retries:
+                raise MalformedReply(
+                    f"{route.key}: reply body cannot be decoded: {exc}", endpoint=route.key
+                ) from exc
+            return _Again(self.backoff.delay(retries, None, self.uniform), f"undecodable: {exc}")
+
+    def _refused(self, attempt: _Attempt, resp: httpx.Response) -> _Again:
+        """A non-2xx reply: re-login (401), wait and retry, or raise the status error."""
+        status = resp.status_code
+        body = _read_capped(resp)
+        if status == 401:
+            return _RELOGIN
+        allowed = RETRYABLE_STATUS if attempt.safe else REFUSED_STATUS
+        if status not in allowed or attempt.retries >= self.max_retries:
+            location = resp.headers.get("Location")
+            err = status_error(attempt.route, status, body, attempt.retries + 1, location)
+            err.details["after_ambiguous_failure"] = attempt.ambiguous
+            raise err
+        hint = parse_retry_after(resp.headers.get("Retry-After"))
+        return _Again(self.backoff.delay(attempt.retries, hint, self.uniform), f"HTTP {status}")
+
+    def _transport_failure(
+        self, route: Route, exc: httpx.TransportError, safe: bool, retries: int
+    ) -> float:
+        """Delay before the next attempt after ``exc``, or raise ServerUnreachable."""
+        name = f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
+        if is_permanent_transport_error(exc):
+            raise ServerUnreachable(f"{route.key}: {name}", endpoint=route.key) from exc
+        if not safe and not never_reached_server(exc):
+            raise ServerUnreachable(
+                f"{route.key}: the connection failed after the request may have reached the "
+                f"server ({name}); it was NOT retried because it is not idempotent - check the "
+                "mailbox state before repeating it",
+                endpoint=route.key,
+                maybe_applied=True,
+            ) from exc
+        if retries >= self.max_retries:
+            tries = f" (after {retries + 1} attempts)" if retries else ""
+            raise ServerUnreachable(f"{route.key}: {name}{tries}", endpoint=route.key) from exc
+        return self.backoff.delay(retries, None, self.uniform)
+
+
+def _read_capped(resp: httpx.Response) -> bytes:
+    """Up to 64 KiB of an error body; a body cut off mid-way is fine for an error."""
+    out = bytearray()
+    try:
+        for chunk in resp.iter_bytes():
+            out += chunk
+            if len(out) >= _ERROR_BODY_LIMIT:
+                break
+    except (httpx.TransportError, httpx.DecodingError):
+        pass
+    return bytes(out[:_ERROR_BODY_LIMIT])
+
+
+def read_json(route: Route) -> Callable[[httpx.Response], object]:
+    """A handler returning the decoded JSON body (MalformedReply if it is not JSON)."""
+
+    def handle(resp: httpx.Response) -> object:
+        return jsonread.decode_json(resp.read(), route.key)
+
+    return handle
+
+
+def read_optional_json(route: Route) -> Callable[[httpx.Response], object]:
+    """Like :func:`read_json`, but an empty body (or only whitespace) gives None."""
+
+    def handle(resp: httpx.Response) -> object:
+        body = resp.read()
+        return jsonread.decode_json(body, route.key) if body.strip() else None
+
+    return handle
+
+
+def discard(resp: httpx.Response) -> None:
+    """A handler for replies documented as empty: the body, if any, is read and ignored."""
+    for _ in resp.iter_raw():
+        pass
