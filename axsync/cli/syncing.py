@@ -161,9 +161,14 @@ def init(ctx: click.Context, name: str, server: str, username: str, maildir: Pat
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per account on stdout.")
 @click.option("--shard", default=None, metavar="K/N", help="Only accounts whose stable hash mod N is K.")
 @click.option("--parallel", default=4, show_default=True, help="Accounts synced at the same time.")
+@click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a Prometheus textfile (node_exporter textfile collector).")
+@click.option("--healthcheck-url", default=None,
+              help="Ping this URL on success, URL/fail on failure (healthchecks.io style).")
 @click.pass_context
 def sync(ctx: click.Context, names: tuple[str, ...], pull_only: bool, push_only: bool,
-         dry_run: bool, force: bool, as_json: bool, shard: str | None, parallel: int) -> None:
+         dry_run: bool, force: bool, as_json: bool, shard: str | None, parallel: int,
+         metrics_file: Path | None, healthcheck_url: str | None) -> None:
     """One incremental run per account (all accounts when none is named)."""
     if pull_only and push_only:
         raise UsageError("--pull-only and --push-only exclude each other")
@@ -193,7 +198,26 @@ def sync(ctx: click.Context, names: tuple[str, ...], pull_only: bool, push_only:
         else:
             _print_summary(report)
     code = max((r.exit_code for r in reports), default=0)
+    if not dry_run:
+        _report_out(reports, metrics_file, healthcheck_url, code)
     sys.exit(code)
+
+
+def _report_out(reports: list[RunReport], metrics_file: Path | None,
+                healthcheck_url: str | None, code: int) -> None:
+    from axsync.ops import ping_healthcheck, write_metrics
+
+    data = [r.to_json() for r in reports]
+    if metrics_file is not None:
+        try:
+            write_metrics(metrics_file, data)
+        except OSError as exc:
+            click.echo(f"axsync: warning: cannot write {metrics_file}: {exc}", err=True)
+    if healthcheck_url:
+        failed = [r.account for r in reports if not r.ok]
+        summary = (f"{len(reports)} account(s), exit {code}"
+                   + (f"; failed: {', '.join(failed)}" if failed else ""))
+        ping_healthcheck(healthcheck_url, code == 0 and not failed, summary)
 
 
 @click.command()

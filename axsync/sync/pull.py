@@ -143,6 +143,7 @@ class Puller:
     _local: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
     _relocated_new: set[str] = field(default_factory=set)
     _relocated_uids: set[int] = field(default_factory=set)
+    _uniques: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     # ================================================================ entry point
 
@@ -165,6 +166,10 @@ class Puller:
         for st in states.values():
             if st.needs_sync:
                 self._gather_folder(st, staging, mail_delta and st.target.id not in fplan.validity_reset)
+        with self.db.transaction():
+            for a in fplan.actions:
+                if a.kind == "gone":  # deleted for good on the server, with its mails
+                    staging.add_folder_gone(a.folder_id)
         self._gather_conversations(states, mail_delta)
         pplan = self._plan(fplan, states, staging)
         if self.options.dry_run:
@@ -411,7 +416,17 @@ class Puller:
             c = pplan.counts(dir_of.get(mail.folder_id, "?"))
             c.downloads += 1
             c.bytes += mail.size
-        for _mid, fid, *_ in staging.updates():
+        for mid, fid, flags, labels, _conv, refw in staging.updates():
+            # A listing (10.4, reconciliation) stages every known mail: count real changes only.
+            row = self.db.message_by_mail_id(mid)
+            if row is None or row.state != "present":
+                continue
+            refw = row.refw if refw is None else refw
+            letters = P.server_letters(MailFlags(flags.is_unread, flags.is_flagged, flags.is_draft,
+                                                 flags.is_deleted, refw))
+            if letters == row.flags and sorted(labels) == sorted(row.label_ids) and refw == row.refw \
+                    and dir_of.get(fid, row.dirname) == row.dirname:
+                continue
             pplan.counts(dir_of.get(fid, "?")).updates += 1
         for mid, _fid in staging.removed():
             row = self.db.message_by_mail_id(mid)
@@ -685,7 +700,7 @@ class Puller:
                         moved = self.store.move(row.dirname, current, dest)
                         self._note_local(row.dirname, row.base, None)
                         self._note_local(dest, row.base, moved)
-                    self.db.update_message(row.uid, dirname=dest, folder_id=fid, history=False)
+                    self.db.update_message(row.uid, dirname=dest, folder_id=fid)
                     row = self.db.message_by_uid(row.uid)
                     assert row is not None
                     self.report.pulled.moved += 1
@@ -808,9 +823,18 @@ class Puller:
         if index is None:
             self._local_name(dirname, "", "")
             index = self._local[dirname]
-        for base, (subdir, filename) in index.items():
-            if base.split(",", 1)[0] != unique:
+        by_unique = self._uniques.get(dirname)
+        if by_unique is None:
+            # Built once per folder (a scan per mail made initial pulls quadratic). Files
+            # added later in this run are downloads that already have a state row.
+            by_unique = {}
+            for known in index:
+                by_unique.setdefault(known.split(",", 1)[0], []).append(known)
+            self._uniques[dirname] = by_unique
+        for base in by_unique.get(unique, ()):
+            if base not in index:
                 continue
+            subdir, filename = index[base]
             if self.db.message_by_base(base) is not None:
                 return None
             data_sha, size, vsize = _digest(self.store, dirname, subdir, filename)
