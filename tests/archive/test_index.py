@@ -1,0 +1,119 @@
+"""SearchIndex: incremental catch-up, tombstones, content changes, missing files, rebuild."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from archive.conftest import Built, Mail, build_archive, make_mail, sample_mails
+from axsync.archive.index import SearchIndex
+from axsync.statedb import StateDB
+from axsync.store import Store
+
+
+def _open(built: Built) -> tuple[StateDB, SearchIndex]:
+    db = StateDB.open(built.db_path)
+    return db, SearchIndex(db, Store(built.maildir))
+
+
+def _fts_uids(db: StateDB, query: str) -> set[int]:
+    rows = db.execute("SELECT rowid FROM search_fts WHERE search_fts MATCH ?", (query,)).fetchall()
+    return {r[0] for r in rows}
+
+
+def test_migration_adds_the_search_tables(tmp_path: Path) -> None:
+    db = StateDB.open(tmp_path / "s.sqlite")
+    assert "0002_search" in db.applied_migrations()
+    names = {r[0] for r in db.execute("SELECT name FROM sqlite_master").fetchall()}
+    assert {"search_fts", "search_docs", "search_refs", "messages_browse"} <= names
+    db.close()
+
+
+def test_catch_up_indexes_what_is_new_and_only_that(tmp_path: Path) -> None:
+    mails = sample_mails()
+    built = build_archive(tmp_path, list(mails.values()), index=False)
+    db, index = _open(built)
+    alive = sum(m.state != "tombstoned" for m in mails.values())
+    assert index.pending() == alive
+    assert index.catch_up(limit=3) == 3
+    assert index.catch_up() == alive - 3
+    assert index.pending() == 0 and index.catch_up() == 0
+    assert _fts_uids(db, '"zurich"') == {built.uids[0]}
+    gone = built.uids[list(mails).index("gone")]
+    assert db.execute("SELECT count(*) FROM search_docs WHERE uid = ?", (gone,)).fetchone()[0] == 0
+
+    store = Store(built.maildir)
+    with store.writer("") as writer:
+        writer.write(make_mail("Late arrival", "pomegranate\n"))
+        stored = writer.commit("S", 1_700_000_000)
+    with db.transaction():
+        uid = db.insert_message({
+            "mail_id": "late", "folder_id": "f0", "dirname": "", "base": stored.base,
+            "filename": stored.filename, "size": stored.size, "vsize": stored.vsize,
+            "sha256": stored.sha256, "compression": "zstd", "internal_date": 1_700_000_000,
+            "first_seen": 1, "last_seen": 1,
+        })
+    assert index.catch_up() == 1
+    assert _fts_uids(db, '"pomegranate"') == {uid}
+    db.close()
+
+
+def test_tombstoned_rows_are_dropped_and_changed_content_reindexed(tmp_path: Path) -> None:
+    built = build_archive(tmp_path, [Mail(make_mail("Apple", "apple pie\n")),
+                                     Mail(make_mail("Banana", "banana split\n"))])
+    db, index = _open(built)
+    apple, banana = built.uids
+    with db.transaction():
+        db.update_message(apple, state="tombstoned")
+        db.update_message(banana, sha256="0" * 64)  # as if the file had been replaced
+    assert index.catch_up() == 1
+    assert _fts_uids(db, '"apple"') == set()
+    assert db.execute("SELECT uid FROM search_docs").fetchall() == [(banana,)]
+    assert db.execute("SELECT count(*) FROM search_refs WHERE uid = ?", (apple,)).fetchone()[0] == 0
+    assert _fts_uids(db, '"banana"') == {banana}
+    db.close()
+
+
+def test_renamed_and_missing_files(tmp_path: Path) -> None:
+    built = build_archive(tmp_path, [Mail(make_mail("Renamed one", "cherry\n")),
+                                     Mail(make_mail("Missing one", "damson\n"))], index=False)
+    store = Store(built.maildir)
+    files = {f.base: f for f in store.scan()}
+    db, index = _open(built)
+    renamed, missing = (db.message_by_uid(u) for u in built.uids)
+    assert renamed is not None and missing is not None
+    store.set_flags("", renamed.filename, "FS")  # a mail client changed the flags
+    os.unlink(store.path_of("", "cur", files[missing.base].filename))
+    assert index.catch_up() == 2
+    assert _fts_uids(db, '"cherry"') == {renamed.uid}
+    error = db.execute("SELECT error FROM search_docs WHERE uid = ?", (missing.uid,)).fetchone()[0]
+    assert error == "file missing"
+    assert _fts_uids(db, 'subject : "missing"') == {missing.uid}  # still found by subject
+    db.close()
+
+
+def test_batches_progress_and_rebuild(tmp_path: Path) -> None:
+    mails = [Mail(make_mail(f"Note {n}", f"word{n} common\n"), date=1_700_000_000 + n) for n in range(230)]
+    built = build_archive(tmp_path, mails, index=False)
+    db, index = _open(built)
+    calls: list[int] = []
+    assert index.catch_up(progress=calls.append) == 230
+    assert calls == [200, 30]
+    assert index.rebuild() == 230
+    assert len(_fts_uids(db, '"common"')) == 230 and _fts_uids(db, '"word229"') == {built.uids[-1]}
+    db.close()
+
+
+def test_big_messages_are_read_up_to_the_limit(tmp_path: Path) -> None:
+    big = "x" * 400_000
+    raw = make_mail("Big one", (
+        "--B\nContent-Type: text/plain\n\nthe words come first\n"
+        "--B\nContent-Type: application/octet-stream\nContent-Disposition: attachment; "
+        "filename=\"blob.bin\"\n\n" + big + "\n--B--\n"), content_type="multipart/mixed; boundary=B")
+    built = build_archive(tmp_path, [Mail(raw)], index=False)
+    db = StateDB.open(built.db_path)
+    index = SearchIndex(db, Store(built.maildir), max_bytes=2000)
+    assert index.catch_up() == 1
+    assert _fts_uids(db, '"words" "first"') == set(built.uids)
+    assert db.execute("SELECT has_attachment FROM search_docs").fetchone()[0] == 1
+    db.close()
