@@ -84,13 +84,13 @@ _held_guard = threading.Lock()
 
 
 def _stale_stat(path: str, stale_s: float) -> os.stat_result | None:
-    """The lock's stat if it is older than ``stale_s`` and does not name a live process
-    on this host (Dovecot writes ``<pid>:<host>`` into its dotlocks), else None."""
+    """The lock's stat if it is stale, else None. A lock naming a process of this host
+    (Dovecot writes ``<pid>:<host>`` into its dotlocks, and so do we) is stale as soon as
+    that process is gone (as Dovecot decides: a killed run must not block the next one for
+    minutes) and never while it lives; any other lock once it is older than ``stale_s``."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        return None
-    if time.time() - st.st_mtime <= stale_s:
         return None
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
@@ -106,7 +106,9 @@ def _stale_stat(path: str, stale_s: float) -> os.stat_result | None:
         except PermissionError:
             return None  # alive, another user's process
         except (OSError, OverflowError):
-            pass
+            return st  # the owner is dead
+    if time.time() - st.st_mtime <= stale_s:
+        return None
     return st
 
 

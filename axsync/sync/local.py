@@ -15,9 +15,10 @@ from pathlib import Path
 from axsync.errors import AxsyncError
 from axsync.statedb import MessageRow, StateDB
 from axsync.store import LocalFile, Store
-from axsync.store.keywords import keywords_of, read_keywords
+from axsync.store.keywords import atom_to_label, keywords_of, read_keywords
 
 SYSTEM = frozenset("DFRST")
+PUSHABLE = frozenset("SF")  # the flags the REST API can set (isUnread, isFlagged)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,13 +35,20 @@ class LocalView:
 
     store: Store
     files: dict[str, LocalFile] = field(default_factory=dict)
+    # Further files with a base already seen: Dovecot's COPY to another folder links the
+    # file there under the same name (maildir_copy_with_hardlinks), so a base can occur
+    # in several folders.
+    copies: list[LocalFile] = field(default_factory=list)
     _keywords: dict[str, dict[int, str]] = field(default_factory=dict)
 
     @classmethod
     def scan(cls, store: Store) -> LocalView:
         view = cls(store)
         for f in store.scan():
-            view.files[f.base] = f
+            if f.base in view.files:
+                view.copies.append(f)
+            else:
+                view.files[f.base] = f
         return view
 
     def keywords(self, dirname: str) -> dict[int, str]:
@@ -61,18 +69,29 @@ class LocalView:
         self._keywords.pop(dirname, None)
 
 
-def label_ids_for(atoms: Iterable[str], by_atom: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(known label ids, atoms with no label yet). Atoms compare case-insensitively, like
-    IMAP keywords and Axigen labels."""
-    folded = {a.casefold(): i for a, i in by_atom.items()}
+def fold_labels(by_atom: Mapping[str, str]) -> dict[str, str]:
+    """Folded label name -> label id, for :func:`ids_for`."""
+    return {atom_to_label(a).casefold(): i for a, i in by_atom.items()}
+
+
+def ids_for(atoms: Iterable[str], folded: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(known label ids, atoms with no label yet) against :func:`fold_labels`' index."""
     ids, unknown = [], []
     for atom in atoms:
-        lid = folded.get(atom.casefold())
+        lid = folded.get(atom_to_label(atom).casefold())
         if lid is None:
             unknown.append(atom)
         else:
             ids.append(lid)
     return tuple(sorted(set(ids))), tuple(sorted(set(unknown)))
+
+
+def label_ids_for(atoms: Iterable[str], by_atom: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(known label ids, atoms with no label yet). A keyword stands for the label whose
+    name it decodes to (``atom_to_label``), compared case-insensitively like IMAP keywords
+    and Axigen labels; so a keyword a client spelled differently (``~41bc`` for ``Abc``)
+    still finds its label."""
+    return ids_for(atoms, fold_labels(by_atom))
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,33 +123,54 @@ def _digest(store: Store, f: LocalFile) -> tuple[str, int]:
 
 
 def detect(db: StateDB, view: LocalView, by_atom: Mapping[str, str]) -> LocalChanges:
-    """Compare every present row with the file that carries its base name."""
+    """Compare every present row with the file that carries its base name.
+
+    Several files with one base (a copy made by Dovecot into another folder): the one in
+    the row's folder is the message, the others are copies with no server mail of their
+    own (kept and reported like any unknown file). A row without a file may be a file
+    another program re-wrote under a new name: adopted when its content matches."""
     out = LocalChanges()
+    folded = fold_labels(by_atom)
     files = dict(view.files)
+    copies: dict[str, list[LocalFile]] = {}
+    for c in view.copies:
+        copies.setdefault(c.base, []).append(c)
     missing: list[MessageRow] = []
     for row in db.messages_where("state = 'present'"):
         f = files.pop(row.base, None)
         if f is None:
             missing.append(row)
             continue
-        _compare(row, f, view, by_atom, out)
-    known = {b for (b,) in db.execute("SELECT base FROM messages").fetchall()}
+        others = copies.pop(row.base, None)
+        if others:
+            candidates = [f, *others]
+            f = next((c for c in candidates if c.dirname == row.dirname), f)
+            out.unknown.extend(c for c in candidates if c is not f)
+        _compare(row, f, view, folded, out)
+    # A file whose row is tombstoned (its mail is gone from the server) has no server copy
+    # either: it is reported with the unknown files, never silently ignored.
+    known = {b for (b,) in db.execute("SELECT base FROM messages WHERE state != 'tombstoned'").fetchall()}
     strays = [f for b, f in files.items() if b not in known]
+    strays += [c for b, cs in copies.items() if b not in known for c in cs]
     if strays and missing:
-        by_content = {(r.sha256, r.size): r for r in missing}
+        by_content: dict[tuple[str, int], list[MessageRow]] = {}
+        for r in missing:
+            by_content.setdefault((r.sha256, r.size), []).append(r)
         for f in strays:
             try:
                 digest, size = _digest(view.store, f)
             except (AxsyncError, OSError, ValueError, EOFError):
                 out.unknown.append(f)
                 continue
-            match = by_content.pop((digest, size), None)
-            if match is None:
+            rows = by_content.get((digest, size))
+            if not rows:
                 out.unknown.append(f)
                 continue
+            match = next((r for r in rows if r.dirname == f.dirname), rows[0])
+            rows.remove(match)
             out.adopted.append((match, f))
             missing.remove(match)
-            _compare(match, f, view, by_atom, out, force=True)
+            _compare(match, f, view, folded, out, force=True)
     else:
         out.unknown.extend(strays)
     for row in missing:
@@ -138,12 +178,16 @@ def detect(db: StateDB, view: LocalView, by_atom: Mapping[str, str]) -> LocalCha
     return out
 
 
-def _compare(row: MessageRow, f: LocalFile, view: LocalView, by_atom: Mapping[str, str],
+def _compare(row: MessageRow, f: LocalFile, view: LocalView, folded: Mapping[str, str],
              out: LocalChanges, force: bool = False) -> None:
-    if not force and f.filename == row.filename and f.dirname == row.dirname:
-        return  # nothing renamed since axsync last wrote or saw it
+    """An Edit when the file differs from the row in anything that can be pushed (S, F,
+    labels, folder), or was merely renamed (its new name is then recorded).
+
+    The file name alone cannot tell: a pull that merged a server change with a local one
+    records the merged name while the row keeps the server's flags until the push."""
     state = view.state_of(f)
-    ids, new_atoms = label_ids_for(state.atoms, by_atom)
-    if (force or f.dirname != row.dirname or state.letters != row.flags
-            or ids != tuple(sorted(row.label_ids)) or new_atoms):
+    ids, new_atoms = ids_for(state.atoms, folded)
+    differs = (f.dirname != row.dirname or set(state.letters) & PUSHABLE != set(row.flags) & PUSHABLE
+               or ids != tuple(sorted(row.label_ids)) or bool(new_atoms))
+    if force or differs or f.filename != row.filename:
         out.edits.append(Edit(row, f, state.letters, ids, new_atoms))

@@ -3,21 +3,30 @@
 Order of execution inside one run, chosen so that a kill at any point loses nothing and
 the next run converges without duplicates:
 
-1. folder directories are created/renamed (a server rename is a directory rename);
-2. relocations (server moves: new id, same content) rename files, no download;
+1. folder rows are recorded, then their directories created/renamed (a server rename is a
+   directory rename; one an interrupted run already did on disk counts as done); folders
+   gone from the server are marked deleted first, so a new folder can take their name;
+2. relocations (server moves: new id, same content) rename files, no download (a file an
+   interrupted run moved without recording it is found in the folder it was moved to);
 3. flag/label updates rename files;
 4. downloads: worker threads stream each source into ``tmp/``, fsync, rename into ``cur/``;
    the main thread (the only DB writer) then records the row. A file whose row was not
    recorded (killed in between) carries a deterministic unique name and is adopted by the
-   next run instead of being downloaded twice;
-5. removals (mirror/sync: delete the file; backup: keep it, mark the row deleted);
+   next run (with the mail's current flags) instead of being downloaded twice; after a run
+   that did not end cleanly, such files nobody adopted (their mail moved or went since)
+   are quarantined;
+5. removals (mirror/sync: delete the file; backup: keep it, mark the row deleted), the
+   mails of folders gone from the server included (also when an interrupted run already
+   marked the folder deleted);
 6. tokens are saved last, per folder, only when every item of that folder succeeded.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -143,6 +152,7 @@ class Puller:
     _local: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
     _relocated_new: set[str] = field(default_factory=set)
     _relocated_uids: set[int] = field(default_factory=set)
+    _everywhere: dict[str, str] | None = None  # base -> dirname, for _find_elsewhere
     _uniques: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     # ================================================================ entry point
@@ -166,10 +176,8 @@ class Puller:
         for st in states.values():
             if st.needs_sync:
                 self._gather_folder(st, staging, mail_delta and st.target.id not in fplan.validity_reset)
-        with self.db.transaction():
-            for a in fplan.actions:
-                if a.kind == "gone":  # deleted for good on the server, with its mails
-                    staging.add_folder_gone(a.folder_id)
+        with self.db.transaction():  # folders deleted for good on the server, with their mails
+            staging.add_orphans(a.folder_id for a in fplan.actions if a.kind == "gone")
         self._gather_conversations(states, mail_delta)
         pplan = self._plan(fplan, states, staging)
         if self.options.dry_run:
@@ -180,6 +188,7 @@ class Puller:
         self._execute_relocations(pplan, states)
         self._execute_updates(staging, states)
         self._execute_downloads(staging, states, pplan)
+        self._sweep_orphans()  # before removals: a gone folder's directory must be empty
         self._execute_removals(staging, states, pplan)
         self._save_tokens(states, folders_token, delta_token, labels_token, now)
 
@@ -480,13 +489,20 @@ class Puller:
             raise Interrupted(f"stopped after {self.options.stop_after} actions (test hook)")
 
     def _execute_folders(self, fplan: P.FolderPlan, states: dict[str, _FolderState], now: int) -> None:
+        with self.db.transaction():
+            for a in fplan.actions:
+                if a.kind == "gone":  # first, so its name can go to a new folder of this run
+                    self.db.set_folder_tokens(a.folder_id, state="deleted", content_token=None,
+                                              delta_token=None)
+        stale = {f.dirname: f for f in self.db.folders() if f.state != "present"}
+        live = {st.target.dirname for st in states.values()}
         renames = [a for a in fplan.actions if a.kind == "rename"]
         # Two phases when a target name is still used by another renamed folder (swaps).
         pending: dict[str, P.FolderAction] = {a.old_dirname or "": a for a in renames}
         for a in renames:
             if a.dirname in pending and pending[a.dirname] is not a:
                 tmp = f".axsync-rename-{a.folder_id}"
-                self.store.rename_folder(a.old_dirname or "", tmp, a.path)
+                self._rename_dir(a.old_dirname or "", tmp, a.path)
                 pending.pop(a.old_dirname or "", None)
                 pending[tmp] = a
                 with self.db.transaction():
@@ -494,24 +510,22 @@ class Puller:
                     self.db.set_folder_tokens(a.folder_id, dirname=tmp)
         for old, a in list(pending.items()):
             self._tick()
-            if self.store.root.joinpath(a.dirname).exists():
-                raise StoreError(f"cannot rename folder {old!r} to {a.dirname!r}: target exists")
-            if self.store.root.joinpath(old).exists():
-                self.store.rename_folder(old, a.dirname, a.path)
+            self._free_dirname(a.dirname, a.folder_id, stale, live)
+            self._rename_dir(old, a.dirname, a.path)
             with self.db.transaction():
                 self.db.move_folder_dirname(old, a.dirname)
                 self.db.set_folder_tokens(a.folder_id, dirname=a.dirname, path=_json(a.path))
             self._keywords.pop(old, None)
             self._local.pop(old, None)
             self.report.pulled.moved += 0
-        for a in fplan.actions:
-            if a.kind == "create":
-                self.store.ensure_folder(a.dirname, a.path)
+        # The rows first, then the directories: a run killed in between leaves rows whose
+        # directories the next run creates, never directories no row knows about.
         with self.db.transaction():
             for fid, st in states.items():
                 t = st.target
                 row = st.row
                 keep = row is not None and fid not in fplan.validity_reset
+                self._free_dirname(t.dirname, fid, stale, live)
                 self.db.upsert_folder(FolderRow(
                     fid, t.parent_id, t.name, t.path, t.dirname, t.role, t.id_validity,
                     row.content_token if keep and row else None,
@@ -519,14 +533,48 @@ class Puller:
                     row.conv_token if keep and row else None,
                     t.excluded, "present",
                 ), now)
-            for a in fplan.actions:
-                if a.kind == "gone":
-                    self.db.set_folder_tokens(a.folder_id, state="deleted", content_token=None,
-                                              delta_token=None)
+        for st in states.values():
+            t = st.target
+            if not t.excluded and not self.store.root.joinpath(t.dirname).joinpath("cur").is_dir():
+                self.store.ensure_folder(t.dirname, t.path)
         if not fplan.actions and all(st.row is not None for st in states.values()):
             return
         paths = [st.target.path for st in states.values() if not st.target.excluded]
         self.store.write_subscriptions(sorted(p for p in paths if p != P.INBOX_PATH))
+
+    def _rename_dir(self, old: str, new: str, path: tuple[str, ...]) -> None:
+        """Rename a folder directory; a rename an interrupted run already did is done."""
+        old_there = self.store.root.joinpath(old).exists()
+        if self.store.root.joinpath(new).exists():
+            if old_there:
+                raise StoreError(f"cannot rename folder {old!r} to {new!r}: target exists")
+            return
+        if old_there:
+            self.store.rename_folder(old, new, path)
+
+    def _free_dirname(self, dirname: str, owner: str, stale: dict[str, FolderRow], live: set[str]) -> None:
+        """A folder deleted on the server may still hold ``dirname``: its state row, and (in
+        backup mode, or until its mails are removed) its directory. Give the name to
+        ``owner``: drop the row, or move the directory aside to "<name> (deleted)"."""
+        f = stale.pop(dirname, None)
+        if f is None or f.id == owner or not dirname:
+            return
+        with self.db.transaction():
+            if not self.store.root.joinpath(dirname).is_dir():
+                self.db.delete_folder_row(f.id)
+                return
+            for n in range(1, 1000):
+                leaf = f"{f.path[-1]} (deleted{f' {n}' if n > 1 else ''})"
+                path = (*f.path[:-1], leaf)
+                aside = assign_dirname(path, dict.fromkeys(live, ()))
+                if aside not in live and aside not in stale and not self.store.root.joinpath(aside).exists():
+                    break
+            self.store.rename_folder(dirname, aside, path)
+            self.db.move_folder_dirname(dirname, aside)
+            self.db.set_folder_tokens(f.id, dirname=aside, path=_json(path))
+        stale[aside] = f
+        self._keywords.pop(dirname, None)
+        self._local.pop(dirname, None)
 
     def _local_name(self, dirname: str, base: str, fallback: str) -> str | None:
         """Current file name of ``base`` (Dovecot or a mail client may have renamed it)."""
@@ -538,11 +586,24 @@ class Puller:
         return hit[1] if hit else None
 
     def _find_elsewhere(self, base: str) -> tuple[str, str] | None:
-        """(dirname, filename) of ``base`` in any folder: a file moved by a mail client."""
-        for f in self.store.scan():
-            if f.base == base:
-                return f.dirname, f.filename
+        """(dirname, filename) of ``base`` in any folder: a file moved by a mail client.
+        One scan of the archive per run; the per-folder index confirms each hit."""
+        if self._everywhere is None:
+            self._everywhere = {f.base: f.dirname for f in self.store.scan()}
+        where = self._everywhere.get(base)
+        if where is not None:
+            name = self._local_name(where, base, "")
+            if name is not None:
+                return where, name
+            for f in self.store.scan():  # moved again during this run
+                if f.base == base:
+                    return f.dirname, f.filename
         return None
+
+    def _pending(self, uid: int, op: str) -> bool:
+        """A change of ``uid`` this archive pushed that the server answered 201 for."""
+        return self.db.execute("SELECT 1 FROM push_pending WHERE uid = ? AND op = ?",
+                               (uid, op)).fetchone() is not None
 
     def _note_local(self, dirname: str, base: str, filename: str | None) -> None:
         index = self._local.get(dirname)
@@ -621,12 +682,16 @@ class Puller:
             if dest is None:
                 continue
             current = self._local_name(row.dirname, row.base, row.filename)
+            src = row.dirname
+            if current is None and self.options.mode != "sync" \
+                    and (found := self._find_elsewhere(row.base)) is not None:
+                src, current = found  # moved by an interrupted run that did not record it
             filename = row.filename
             if current is not None:
                 renamed = current != row.filename
-                if dest != row.dirname:
-                    filename = self.store.move(row.dirname, current, dest)
-                    self._note_local(row.dirname, row.base, None)
+                if dest != src:
+                    filename = self.store.move(src, current, dest)
+                    self._note_local(src, row.base, None)
                     self._note_local(dest, row.base, filename)
                 else:
                     filename = current
@@ -634,34 +699,43 @@ class Puller:
                                            mail.flags, mail.label_ids)
                 filename = self.store.set_flags(dest, filename, flags)
                 self._note_local(dest, row.base, filename)
-            elif self.options.mode != "sync" or (
-                    self.options.conflict == "server" and self._find_elsewhere(row.base) is None):
-                # The archive lost this file (or, in sync mode with conflict = server, it was
-                # deleted locally while the server moved it): fetch it again at its new place.
-                if self.options.mode == "sync":
+            elif (moved_here := self._find_elsewhere(row.base) if self.options.mode == "sync" else None) is None \
+                    and (self.options.mode != "sync" or self.options.conflict == "server"
+                         or states[mail.folder_id].target.role == "trash" or self._pending(row.uid, "delete")):
+                # The archive lost this file; or, in sync mode, it was deleted here while the
+                # server moved it: with conflict = server, or when the server's move was a
+                # deletion too (into Trash), or is the echo of a deletion this archive pushed
+                # (201, applied later): fetch it again at its new place.
+                agreed = states[mail.folder_id].target.role == "trash" or self._pending(row.uid, "delete")
+                if self.options.mode == "sync" and not agreed:
                     self.report.conflicts += 1
                     with self.db.transaction():
                         self.db.record_conflict(self.report.run_id, row.uid, mail.id, "delete",
                                                 "present", "deleted", "moved", "server")
-                log.warning("file of uid %s is missing; downloading mail %s again", row.uid, mail.id)
+                log.info("file of uid %s is missing; downloading mail %s again", row.uid, mail.id)
                 with self.db.transaction():
                     self.db.update_message(row.uid, mail_id=None, state="tombstoned",
                                            deleted_at=int(time.time()))
                 self._relocated_new.discard(mail.id)
                 continue
-            elif (moved_here := self._find_elsewhere(row.base)) is not None:
-                # Moved by a mail client to one folder, by the server to another.
+            elif moved_here is not None:
+                # Moved by a mail client: to the same folder (no conflict), or to another one.
                 where, name = moved_here
-                self.report.conflicts += 1
-                policy = "local" if self.options.conflict == "local" else "server"
-                with self.db.transaction():
-                    self.db.record_conflict(self.report.run_id, row.uid, mail.id, "folder", row.dirname, where,
-                                            dest, policy)
-                if policy == "server" and where != dest:
-                    filename = self.store.move(where, name, dest)
-                    self._note_local(dest, row.base, filename)
-                else:
-                    filename = name  # stays; the push moves it on the server
+                if where != dest:
+                    self.report.conflicts += 1
+                    policy = "local" if self.options.conflict == "local" else "server"
+                    with self.db.transaction():
+                        self.db.record_conflict(self.report.run_id, row.uid, mail.id, "folder", row.dirname,
+                                                where, dest, policy)
+                    if policy == "server":
+                        name = self.store.move(where, name, dest)
+                        self._note_local(where, row.base, None)
+                        where = dest
+                # flags and labels merge as for any relocation (the push sends the rest,
+                # and the move when the local side won)
+                flags = self._target_flags(row, where, name, mail.flags, mail.label_ids)
+                filename = self.store.set_flags(where, name, flags)
+                self._note_local(where, row.base, filename)
             else:
                 # Deleted locally while the server moved it, conflict = local (or newest: the
                 # local deletion is the newer change): the deletion is pushed next, against
@@ -700,6 +774,19 @@ class Puller:
                         moved = self.store.move(row.dirname, current, dest)
                         self._note_local(row.dirname, row.base, None)
                         self._note_local(dest, row.base, moved)
+                    elif self.options.mode == "sync" and (found := self._find_elsewhere(row.base)) \
+                            and found[0] != dest:
+                        # moved here by a mail client, there by the server: the policy decides
+                        # (local: the file stays, the push moves the mail)
+                        where, name = found
+                        policy = "local" if self.options.conflict == "local" else "server"
+                        self.report.conflicts += 1
+                        self.db.record_conflict(self.report.run_id, row.uid, mid, "folder", row.dirname,
+                                                where, dest, policy)
+                        if policy == "server":
+                            moved = self.store.move(where, name, dest)
+                            self._note_local(where, row.base, None)
+                            self._note_local(dest, row.base, moved)
                     self.db.update_message(row.uid, dirname=dest, folder_id=fid)
                     row = self.db.message_by_uid(row.uid)
                     assert row is not None
@@ -710,9 +797,18 @@ class Puller:
                         self.db.update_message(row.uid, conversation_id=conv, history=False)
                     continue
                 self._tick()
+                where = row.dirname
                 current = self._local_name(row.dirname, row.base, row.filename)
-                filename = self._rename_flags(
-                    row, row.dirname, self._target_flags(row, row.dirname, current, flags, labels))
+                if current is None and self.options.mode == "sync":
+                    # moved by a mail client (the push moves it next): merge where it is
+                    found = self._find_elsewhere(row.base)
+                    if found is not None:
+                        where, current = found
+                filename = None
+                if current is not None:
+                    filename = self.store.set_flags(where, current,
+                                                    self._target_flags(row, where, current, flags, labels))
+                    self._note_local(where, row.base, filename)
                 self.db.update_message(
                     row.uid, flags=letters, refw=flags.refw_flags, label_ids=labels,
                     filename=filename or row.filename, conversation_id=conv or row.conversation_id,
@@ -733,11 +829,17 @@ class Puller:
 
     def _execute_downloads(self, staging: Staging, states: dict[str, _FolderState], pplan: P.PullPlan) -> None:
         dir_of = {fid: st.target.dirname for fid, st in states.items()}
-        todo = [(m, k) for m, k in staging.new_mails() if m.id not in self._relocated_new]
-        if not todo:
+        # Streamed twice from the staging table (count, then download): a list of every new
+        # Mail made the initial pull's memory grow with the mailbox (~80 MB per 100k).
+        todo_count = todo_bytes = 0
+        for m, _k in staging.new_mails():
+            if m.id not in self._relocated_new:
+                todo_count += 1
+                todo_bytes += m.size
+        if not todo_count:
             return
         self.progress.phase("download")
-        self.progress.add_total(len(todo), sum(m.size for m, _ in todo))
+        self.progress.add_total(todo_count, todo_bytes)
         inflight: dict[Future[Any], tuple[Mail, str, str]] = {}
         limit = max(1, self.options.concurrency) * 4
         pending_rows: list[tuple[Mail, str, str, Any]] = []
@@ -752,7 +854,8 @@ class Puller:
 
         with ThreadPoolExecutor(max_workers=max(1, self.options.concurrency),
                                 thread_name_prefix="axsync-dl") as pool:
-            it: Iterator[tuple[Mail, str]] = iter(todo)
+            it: Iterator[tuple[Mail, str]] = (
+                (m, k) for m, k in staging.new_mails() if m.id not in self._relocated_new)
             exhausted = False
             last_flush = time.monotonic()
             while True:
@@ -769,12 +872,12 @@ class Puller:
                     if known is not None and kind == "new":
                         continue  # already archived (a resumed run)
                     unique = unique_for(mail, self.host, known.base if known is not None else "")
-                    adopted = self._adopt(mail, dirname, unique)
+                    letters = self._flags_for(dirname, mail.flags, mail.label_ids)
+                    adopted = self._adopt(mail, dirname, unique, letters)
                     if adopted is not None:
                         pending_rows.append((mail, kind, dirname, adopted))
                         continue
                     self._tick()
-                    letters = self._flags_for(dirname, mail.flags, mail.label_ids)
                     fut = pool.submit(self._download_one, mail, dirname, unique, letters)
                     inflight[fut] = (mail, kind, dirname)
                 if not inflight:
@@ -785,6 +888,11 @@ class Puller:
                     try:
                         stored = fut.result()
                     except AxsyncError as exc:
+                        if _archive_unwritable(exc):
+                            flush()  # keep what is already on disk recorded
+                            raise StoreError(
+                                f"the archive cannot be written ({exc}); nothing was lost: free "
+                                "space or make it writable, then run again") from exc
                         self._fail_mail(mail, states, exc)
                         self.progress.advance(1, 0, dirname)
                         continue
@@ -817,8 +925,9 @@ class Puller:
             if not committed:
                 sink.abort()
 
-    def _adopt(self, mail: Mail, dirname: str, unique: str) -> Any:
-        """A file written by a killed run (no state row yet): verify and adopt it."""
+    def _adopt(self, mail: Mail, dirname: str, unique: str, letters: str) -> Any:
+        """A file written by a killed run (no state row yet): verify and adopt it, with the
+        mail's flags as they are now (they may have changed since it was written)."""
         index = self._local.get(dirname)
         if index is None:
             self._local_name(dirname, "", "")
@@ -841,6 +950,8 @@ class Puller:
             from axsync.store.maildir import StoredFile
 
             log.info("adopting %s/%s written by an interrupted run", dirname, filename)
+            filename = self.store.set_flags(dirname, filename, letters)
+            self._note_local(dirname, base, filename)
             return StoredFile(dirname, filename, base, size, vsize, data_sha)
         return None
 
@@ -848,13 +959,13 @@ class Puller:
         now = int(time.time())
         if kind == "replaced":
             old = self.db.message_by_mail_id(mail.id)
-            if old is not None and old.sha256 == stored.sha256 and old.size == stored.size:
+            if old is not None and old.sha256 == stored.sha256 and old.size == stored.size \
+                    and self._local_name(old.dirname, old.base, old.filename) is not None:
                 # Same content as archived (a resumed run replaying the replacement): keep
                 # the old file, drop the new copy.
-                if self._local_name(old.dirname, old.base, old.filename) is not None:
-                    self.store.delete(dirname, stored.filename)
-                    self._note_local(dirname, stored.base, None)
-                    return
+                self.store.delete(dirname, stored.filename)
+                self._note_local(dirname, stored.base, None)
+                return
             if old is not None:
                 self._retire(old, replaced=True)
         existing = self.db.message_by_mail_id(mail.id)
@@ -868,12 +979,15 @@ class Puller:
             # A move the Message-ID could not reveal: keep the old file, drop the new copy.
             old = self.db.message_by_uid(int(same[0]))
             assert old is not None
+            src = old.dirname
             current = self._local_name(old.dirname, old.base, old.filename)
+            if current is None and (found := self._find_elsewhere(old.base)) is not None:
+                src, current = found  # moved by an interrupted run that did not record it
             if current is not None:
                 self.store.delete(dirname, stored.filename)
                 self._note_local(dirname, stored.base, None)
-                moved = self.store.move(old.dirname, current, dirname) if old.dirname != dirname else current
-                self._note_local(old.dirname, old.base, None)
+                moved = self.store.move(src, current, dirname) if src != dirname else current
+                self._note_local(src, old.base, None)
                 moved = self.store.set_flags(dirname, moved, stored.filename.rsplit(":2,", 1)[-1])
                 self._note_local(dirname, old.base, moved)
                 self.db.update_message(
@@ -911,26 +1025,60 @@ class Puller:
                 self._tick()
                 self._retire(row, replaced=False)
                 self.report.pulled.deleted += 1
-        # Folders gone from the server: in mirror/sync their now-empty directories go too.
+        # Folders gone from the server (now, or in a run that was interrupted): in
+        # mirror/sync their now-empty directories go too.
         if pplan.removals_mode == "delete":
-            for a in pplan.folders.actions:
-                if a.kind == "gone" and a.dirname:
-                    left = self.db.count_messages("dirname = ? AND state != 'tombstoned'", (a.dirname,))
-                    if left == 0:
-                        try:
-                            self.store.remove_folder(a.dirname)
-                        except StoreError as exc:
-                            self.report.notes.append(f"kept folder {a.dirname}: {exc}")
+            live = {st.target.dirname for st in states.values()}
+            for f in self.db.folders():
+                if f.state == "present" or not f.dirname or f.dirname in live \
+                        or not self.store.root.joinpath(f.dirname).is_dir():
+                    continue
+                left = self.db.count_messages("dirname = ? AND state != 'tombstoned'", (f.dirname,))
+                if left == 0:
+                    try:
+                        self.store.remove_folder(f.dirname)
+                    except StoreError as exc:
+                        self.report.notes.append(f"kept folder {f.dirname}: {exc}")
+
+    def _sweep_orphans(self) -> None:
+        """After a killed run: files it downloaded but could not record, for mails this run
+        no longer wants (moved, deleted or re-downloaded since), would stay as duplicates
+        (and look like local additions). Only this host's download names without a state
+        row qualify; they are quarantined, not deleted. Runs only when the previous run
+        did not end cleanly, and only after a run without failures."""
+        if self.report.failures:
+            return
+        prev = self.db.execute(
+            "SELECT ok FROM runs WHERE id < ? AND dry_run = 0 ORDER BY id DESC LIMIT 1",
+            (self.report.run_id,),
+        ).fetchone()
+        if prev is None or prev[0]:
+            return
+        ours = re.compile(r"\d+\.R[0-9a-f]{20}\." + re.escape(self.host))
+        known = {b for (b,) in self.db.execute("SELECT base FROM messages").fetchall()}
+        for f in list(self.store.scan()):
+            if f.base not in known and ours.fullmatch(f.base.split(",", 1)[0]):
+                log.info("quarantining %s/%s left by an interrupted run", f.dirname, f.filename)
+                self.store.quarantine(f.dirname, f.filename, "downloaded by an interrupted run; "
+                                      "its mail changed on the server before it was recorded")
+                self._note_local(f.dirname, f.base, None)
+                self.report.notes.append(f"quarantined {f.dirname or 'INBOX'}/{f.filename} "
+                                         "(left by an interrupted run)")
 
     def _retire(self, row: MessageRow, *, replaced: bool) -> None:
         now = int(time.time())
         if self.options.mode == "backup":
             self.db.update_message(row.uid, state="deleted", mail_id=None, deleted_at=now)
             return
+        where = row.dirname
         current = self._local_name(row.dirname, row.base, row.filename)
+        if current is None:  # moved by a mail client, or by an interrupted run
+            found = self._find_elsewhere(row.base)
+            if found is not None:
+                where, current = found
         if current is not None:
-            self.store.delete(row.dirname, current)
-            self._note_local(row.dirname, row.base, None)
+            self.store.delete(where, current)
+            self._note_local(where, row.base, None)
         self.db.update_message(row.uid, state="tombstoned", mail_id=None, deleted_at=now)
 
     # ---------------------------------------------------------------- tokens
@@ -968,6 +1116,19 @@ class Puller:
                 "updated_at=excluded.updated_at",
                 (int(time.time()),),
             )
+
+
+def _archive_unwritable(exc: BaseException) -> bool:
+    """Disk full, quota exceeded or a read-only file system: no later item can succeed,
+    so the run stops (exit 5) instead of failing every remaining download one by one."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def _json(path: tuple[str, ...]) -> str:

@@ -19,10 +19,10 @@ from axsync.api import ApiClient
 from axsync.errors import AxsyncError, DeletionGuardError
 from axsync.statedb import FolderRow, StateDB
 from axsync.store import Store
-from axsync.store.keywords import atom_to_label, label_to_atom
+from axsync.store.keywords import atom_to_label, keywords_of, label_to_atom
 from axsync.store.names import folder_path
-from axsync.sync.local import Edit, LocalChanges
-from axsync.sync.merge import local_change
+from axsync.sync.local import Edit, LocalChanges, label_ids_for
+from axsync.sync.merge import PUSHABLE_FLAGS, local_change
 from axsync.sync.plan import check_deletions
 from axsync.sync.report import RunReport
 
@@ -31,6 +31,7 @@ log = logging.getLogger("axsync.push")
 CHUNK = 2000
 MAX_ATTEMPTS = 3
 NO_UNREAD_ROLES = ("sent", "drafts")  # conversation isUnread updates skip these folders
+OUTSIDE_CONVERSATIONS = ("trash", "junk")  # the server leaves these out of conversations
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,7 @@ class MailOp:
     mail_id: str
     kind: str  # update | label_add | label_remove | move | delete
     value: str  # JSON of the parameters
+    conversation: str | None = None  # set when sent inside a conversation batch
 
 
 @dataclass
@@ -134,13 +136,28 @@ def plan_push(edits: Sequence[Edit], ctx: PushContext) -> PushPlan:
     return plan
 
 
+def _with_new_labels(e: Edit, created: Mapping[str, str]) -> Edit:
+    """``e`` with the keywords that became labels counted as those labels."""
+    if not e.new_atoms or not any(a in created for a in e.new_atoms):
+        return e
+    ids = tuple(sorted(set(e.label_ids) | {created[a] for a in e.new_atoms if a in created}))
+    rest = tuple(a for a in e.new_atoms if a not in created)
+    return Edit(e.row, e.file, e.letters, ids, rest)
+
+
 def _whole_conversations(change_of: Mapping[int, tuple[object, ...]], edit_of: Mapping[int, Edit],
                          ctx: PushContext) -> dict[int, str]:
     """uid -> conversation id, for conversations whose every member changed the same way
-    (and none moved): those go as one conversation batch instead of per-mail ids."""
+    (and none moved): those go as one conversation batch instead of per-mail ids.
+
+    Not when a member is in Trash or Spam: the server leaves those out of conversations,
+    so the batch would not reach them."""
     out: dict[int, str] = {}
     for cid, members in ctx.conversation_members.items():
         if len(members) < 2 or not all(u in change_of for u in members):
+            continue
+        if any(ctx.role_of_folder.get(edit_of[u].row.folder_id, "") in OUTSIDE_CONVERSATIONS
+               for u in members):
             continue
         changes = {change_of[u] for u in members}
         if len(changes) != 1:
@@ -176,7 +193,8 @@ def _add_conversations(plan: PushPlan, op: str, params: dict[str, object], ops: 
     convs = sorted(by_conv)
     for i in range(0, len(convs), CHUNK):
         part = convs[i:i + CHUNK]
-        plan.batches.append(Batch(op, dict(params), part, [o for c in part for o in by_conv[c]]))
+        members = [MailOp(o.uid, o.mail_id, o.kind, o.value, c) for c in part for o in by_conv[c]]
+        plan.batches.append(Batch(op, dict(params), part, members))
 
 
 # ============================================================================ executor
@@ -192,16 +210,26 @@ class Pusher:
     max_delete: int = 0
     force: bool = False
     dry_run: bool = False
+    stop_after: int | None = None  # tests: raise Interrupted after this many steps
     touched_folders: set[str] = field(default_factory=set)
     async_pending: int = 0
+    _steps: int = 0
+    _by_atom: dict[str, str] | None = None
+    _keyword_maps: dict[str, dict[int, str]] = field(default_factory=dict)
+    _names: dict[int, str] = field(default_factory=dict)  # uid -> file name the scan saw
 
     def context(self) -> PushContext:
-        folders = [f for f in self.db.folders() if f.state == "present" and not f.excluded]
+        every = [f for f in self.db.folders() if f.state == "present"]
+        folders = [f for f in every if not f.excluded]
         members: dict[str, set[int]] = defaultdict(set)
-        for cid, uid in self.db.execute(
-            "SELECT conversation_id, uid FROM messages WHERE state='present' AND conversation_id IS NOT NULL"
-        ).fetchall():
-            members[cid].add(uid)
+        # A conversation batch changes every member the server has, also those in
+        # folders this archive excludes (it does not know them): with such folders, mails
+        # are only ever changed one by one.
+        if not any(f.excluded and f.role not in OUTSIDE_CONVERSATIONS for f in every):
+            for cid, uid in self.db.execute(
+                "SELECT conversation_id, uid FROM messages WHERE state='present' AND conversation_id IS NOT NULL"
+            ).fetchall():
+                members[cid].add(uid)
         labels = self.db.labels()
         return PushContext(
             {f.dirname: f.id for f in folders}, {f.id: f.role for f in folders},
@@ -230,7 +258,15 @@ class Pusher:
             self._describe(plan)
             return plan
         self._adopt(changes)
-        self._create_labels(plan, ctx)
+        self._names = {e.row.uid: e.file.filename for e in changes.edits if e.file is not None}
+        if plan.new_labels:
+            # Labels first, then plan again: a new label's additions then travel in the
+            # same per-label batches as the others, before any move changes the mail ids.
+            created = self._create_labels(plan)
+            if created:
+                edits = [_with_new_labels(e, created) for e in changes.edits]
+                ctx = self.context()
+                plan = plan_push(edits, ctx)
         self._create_folders(plan)
         for batch in plan.batches:
             self._send(batch)
@@ -239,6 +275,15 @@ class Pusher:
                 if e.file is not None:
                     self.db.update_message(e.row.uid, filename=e.file.filename, history=False)
         return plan
+
+    def _tick(self) -> None:
+        """The ``stop_after`` test hook: one step per server write and one per DB record
+        of its outcome, so a crash is simulated on both sides of every request."""
+        self._steps += 1
+        if self.stop_after is not None and self._steps > self.stop_after:
+            from axsync.sync.pull import Interrupted
+
+            raise Interrupted(f"push stopped after {self.stop_after} steps (test hook)")
 
     def _describe(self, plan: PushPlan) -> None:
         for b in plan.batches:
@@ -265,32 +310,50 @@ class Pusher:
             for row, f in changes.adopted:
                 self.db.update_message(row.uid, base=f.base, filename=f.filename, history=False)
 
-    def _create_labels(self, plan: PushPlan, ctx: PushContext) -> None:
-        if not plan.new_labels:
-            return
+    def _create_labels(self, plan: PushPlan) -> dict[str, str]:
+        """Create the labels that new keywords stand for; atom -> label id of those that
+        exist now. A refused name fails the items that carry the keyword (the keyword
+        stays in the file; the mails' other changes are still sent)."""
+        created: dict[str, str] = {}
         known = {name.casefold(): lid for lid, (name, _atom) in self.db.labels().items()}
+        listed = False
         for atom, uids in plan.new_labels.items():
             name = atom_to_label(atom)
             lid = known.get(name.casefold())
             if lid is None:
+                self._tick()
                 try:
                     label = self.api.create_label(name)
                 except AxsyncError as exc:
-                    for uid in uids:
-                        self.report.fail(f"uid {uid} keyword {atom!r}",
-                                         f"the server refused to create label {name!r}: {exc}")
-                    continue
-                lid = label.id
-                with self.db.transaction():
-                    self.db.execute(
-                        "INSERT OR REPLACE INTO labels (id, name, atom, state) VALUES (?,?,?,'present')",
-                        (lid, label.name, label_to_atom(label.name)),
-                    )
-            rows = {r.uid: r for r in (self.db.message_by_uid(u) for u in uids) if r}
-            plan.batches.append(Batch("mails/labels/add", {"label_id": lid},
-                                      [r.mail_id for r in rows.values() if r.mail_id],
-                                      [MailOp(u, r.mail_id or "", "label_add", json.dumps(lid))
-                                       for u, r in rows.items() if r.mail_id]))
+                    if not listed:  # created by an interrupted run, or by another client?
+                        listed = True
+                        try:
+                            for lb in self.api.list_labels().items:
+                                known.setdefault(lb.name.casefold(), lb.id)
+                                self._remember_label(lb.id, lb.name)
+                        except AxsyncError:
+                            pass
+                    lid = known.get(name.casefold())
+                    if lid is None:
+                        for uid in uids:
+                            self.report.fail(f"uid {uid} keyword {atom!r}",
+                                             f"the server refused to create label {name!r}: {exc}")
+                        continue
+                else:
+                    lid = label.id
+                    known[label.name.casefold()] = lid
+                    self._remember_label(lid, label.name)
+                self._by_atom = None
+                self._tick()
+            created[atom] = lid
+        return created
+
+    def _remember_label(self, lid: str, name: str) -> None:
+        with self.db.transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO labels (id, name, atom, state) VALUES (?,?,?,'present')",
+                (lid, name, label_to_atom(name)),
+            )
 
     def _create_folders(self, plan: PushPlan) -> None:
         for dirname, uids in plan.new_folders.items():
@@ -317,7 +380,9 @@ class Pusher:
             if existing is not None:
                 parent_id = existing.id
                 continue
+            self._tick()
             folder = self.api.create_folder(sub[-1], parent_id)
+            self._tick()
             now = int(time.time())
             sub_dirname = dirname if depth == len(path) else "." + ".".join(
                 dirname.lstrip(".").split(".")[:depth])
@@ -330,12 +395,14 @@ class Pusher:
     def _send(self, batch: Batch) -> None:
         if not batch.ids:
             return
+        self._tick()
         try:
             results = self.api.batch(batch.op, batch.ids, chunk_size=CHUNK, **batch.params)
         except AxsyncError as exc:
             for m in batch.members:
                 self.report.fail(f"mail {m.mail_id} {batch.op}", str(exc))
             return
+        self._tick()
         failed: set[str] = set()
         pending = False
         job_key: str | None = None
@@ -362,13 +429,10 @@ class Pusher:
     def _split(batch: Batch, failed: set[str]) -> tuple[list[MailOp], list[MailOp]]:
         if not failed:
             return list(batch.members), []
-        conv = batch.op.startswith("conversations/")
         ok: list[MailOp] = []
         bad: list[MailOp] = []
         for m in batch.members:
-            key = m.mail_id
-            if conv:
-                key = next((c for c in batch.ids if c in failed), "")
+            key = m.conversation if m.conversation is not None else m.mail_id
             (bad if key in failed else ok).append(m)
         return ok, bad
 
@@ -423,12 +487,31 @@ class Pusher:
         return str(row[0]) if row else None
 
     def _sync_filename(self, uid: int) -> None:
+        """Record the file's current name as agreed, but only when everything it says that
+        can be pushed (S, F, labels, folder) now matches the row: a part that failed (or a
+        keyword whose label the server refused) must stay visible to the next run."""
         row = self.db.message_by_uid(uid)
         if row is None or row.state != "present":
             return
-        f = self.store.locate(row.dirname, row.base, hint=row.filename)
-        if f is not None:
+        # The scan's name first: the row still has the old one, and a missed hint lists the
+        # whole folder (per pushed mail: quadratic on big folders).
+        f = self.store.locate(row.dirname, row.base, hint=self._names.get(uid, row.filename))
+        if f is None:
+            return
+        info = f.filename.rsplit(":2,", 1)[1] if ":2," in f.filename else ""
+        atoms = keywords_of(info, self._folder_keywords(f.dirname))
+        if self._by_atom is None:
+            self._by_atom = {atom: lid for lid, (_n, atom) in self.db.labels().items()}
+        ids, new_atoms = label_ids_for(atoms, self._by_atom)
+        same_flags = set(info) & PUSHABLE_FLAGS == set(row.flags) & PUSHABLE_FLAGS
+        if same_flags and not new_atoms and ids == tuple(sorted(row.label_ids)):
             self.db.update_message(uid, filename=f.filename, history=False)
+
+    def _folder_keywords(self, dirname: str) -> dict[int, str]:
+        mapping = self._keyword_maps.get(dirname)
+        if mapping is None:
+            mapping = self._keyword_maps[dirname] = self.store.keywords(dirname)
+        return mapping
 
 
 def clear_confirmed(db: StateDB, still_changed: set[int]) -> None:
@@ -441,17 +524,25 @@ def clear_confirmed(db: StateDB, still_changed: set[int]) -> None:
 
 def wait_for_async(api: ApiClient, folders: set[str], tokens: Mapping[str, str | None],
                    timeout: float = 10.0) -> None:
-    """After 201 batches: poll the touched folders' tokens until they move (or time out)."""
+    """After 201 batches: poll the touched folders' tokens until each has moved and then
+    stayed put for one poll (several jobs may land one after the other), or time out.
+    No status endpoint exists, so this is the best signal that the jobs have run."""
     deadline = time.monotonic() + timeout
+    last = {fid: tokens.get(fid) for fid in folders}
+    moved: set[str] = set()
     remaining = set(folders)
     delay = 0.2
     while remaining and time.monotonic() < deadline:
         time.sleep(delay)
-        for fid in list(remaining):
+        for fid in sorted(remaining):
             try:
-                if api.mails_token(fid) != tokens.get(fid):
-                    remaining.discard(fid)
+                token = api.mails_token(fid)
             except AxsyncError:
                 remaining.discard(fid)
-        delay = min(delay * 2, 2.0)
-
+                continue
+            if token != last[fid]:
+                last[fid] = token
+                moved.add(fid)
+            elif fid in moved:
+                remaining.discard(fid)  # moved, then quiet for a whole interval
+        delay = min(delay * 1.5, 1.0)

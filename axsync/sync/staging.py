@@ -79,9 +79,30 @@ class Staging:
         )
 
     def add_removed(self, mail_id: str, folder_id: str) -> None:
+        # A server that keeps the id on move reports it new (or updated) in the destination
+        # and removed from the source, in whichever order the folders are gathered: the
+        # removal from another folder does not cancel it (the move relocates the file).
+        for table in ("st_new", "st_upd"):
+            if self.db.execute(f"SELECT 1 FROM {table} WHERE mail_id = ? AND folder_id != ?",
+                               (mail_id, folder_id)).fetchone():
+                return
         self.db.execute("DELETE FROM st_new WHERE mail_id = ?", (mail_id,))
         self.db.execute("DELETE FROM st_upd WHERE mail_id = ?", (mail_id,))
         self.db.execute("INSERT OR REPLACE INTO st_rm VALUES (?, ?)", (mail_id, folder_id))
+
+    def add_orphans(self, gone_folder_ids: Iterable[str]) -> None:
+        """Mails archived in folders that are gone from the server (``gone_folder_ids``, or
+        folders an interrupted run already marked deleted) are removed, unless this run
+        already saw them elsewhere (a move by the same id)."""
+        gone = list(gone_folder_ids)
+        marks = ",".join("?" for _ in gone) or "''"
+        for mail_id, folder_id in self.db.execute(
+            "SELECT mail_id, folder_id FROM messages WHERE state = 'present' AND mail_id IS NOT NULL "
+            f"AND (folder_id IN ({marks}) OR folder_id NOT IN (SELECT id FROM folders WHERE state = 'present')) "
+            "AND mail_id NOT IN (SELECT mail_id FROM st_new) AND mail_id NOT IN (SELECT mail_id FROM st_upd)",
+            gone,
+        ).fetchall():
+            self.add_removed(mail_id, folder_id)
 
     # ------------------------------------------------------------- full listings
 
