@@ -133,11 +133,13 @@ _FIELDS = {
 
 
 def parse_account(name: str, raw: Mapping[str, Any], base_dir: Path) -> tuple[Account | None, list[str]]:
+    """Validate one ``[accounts.NAME]`` table; every problem is reported, each naming its key."""
     problems: list[str] = []
     prefix = f"accounts.{name}"
     for key in raw:
         if key not in _FIELDS:
             problems.append(f"{prefix}.{key}: unknown key (known: {', '.join(sorted(_FIELDS))})")
+    bad: set[str] = set()
     for key, typ in _FIELDS.items():
         if key not in raw or typ is object:
             continue
@@ -146,48 +148,53 @@ def parse_account(name: str, raw: Mapping[str, Any], base_dir: Path) -> tuple[Ac
         if typ is float:
             ok = isinstance(value, int | float) and not isinstance(value, bool)
         if not ok:
+            bad.add(key)
             problems.append(f"{prefix}.{key}: expected {typ.__name__}, got {type(value).__name__}")
     for key in ("server", "username", "maildir"):
-        if not raw.get(key):
+        if not raw.get(key) and key not in bad:
+            bad.add(key)
             problems.append(f"{prefix}.{key}: required")
-    if problems:
-        return None, problems
-    server = str(raw["server"]).rstrip("/")
-    parts = urlsplit(server)
-    insecure = bool(raw.get("insecure", False))
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        problems.append(f"{prefix}.server: expected an http(s) URL, got {server!r}")
-    elif parts.scheme == "http" and not insecure and not _is_loopback(parts.hostname):
-        problems.append(
-            f"{prefix}.server: plain http:// to {parts.hostname} would send the password in clear; "
-            "use https:// or set insecure = true"
-        )
-    mode = raw.get("mode", "sync")
+
+    def get(key: str, default: Any) -> Any:
+        return default if key in bad else raw.get(key, default)
+
+    server = str(get("server", "")).rstrip("/")
+    insecure = bool(get("insecure", False))
+    if "server" not in bad:
+        parts = urlsplit(server)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(f"{prefix}.server: expected an http(s) URL, got {server!r}")
+        elif parts.scheme == "http" and not insecure and not _is_loopback(parts.hostname):
+            problems.append(
+                f"{prefix}.server: plain http:// to {parts.hostname} would send the password in "
+                "clear; use https:// or set insecure = true"
+            )
+    mode = get("mode", "sync")
     if mode not in MODES:
         problems.append(f"{prefix}.mode: expected one of {', '.join(MODES)}, got {mode!r}")
-    compression = raw.get("compression", "zstd")
+    compression = get("compression", "zstd")
     if compression not in COMPRESSIONS:
         problems.append(f"{prefix}.compression: expected one of {', '.join(COMPRESSIONS)}, got {compression!r}")
-    conflict = raw.get("conflict", "server")
+    conflict = get("conflict", "server")
     if conflict not in CONFLICT_POLICIES:
         problems.append(f"{prefix}.conflict: expected one of {', '.join(CONFLICT_POLICIES)}, got {conflict!r}")
-    concurrency = raw.get("concurrency", 8)
+    concurrency = get("concurrency", 8)
     if not 1 <= concurrency <= 64:
         problems.append(f"{prefix}.concurrency: must be between 1 and 64, got {concurrency}")
-    exclude = raw.get("exclude", ["Junk"])
+    exclude = get("exclude", ["Junk"])
     if not all(isinstance(x, str) for x in exclude):
         problems.append(f"{prefix}.exclude: expected a list of strings")
     max_delete = parse_max_delete(raw.get("max_delete", "10%"), f"{prefix}.max_delete", problems)
-    timeout = float(raw.get("timeout", 60.0))
+    timeout = float(get("timeout", 60.0))
     if timeout <= 0:
         problems.append(f"{prefix}.timeout: must be positive")
+    if problems:
+        return None, problems
 
     def path(value: str) -> Path:
         p = Path(value).expanduser()
         return p if p.is_absolute() else (base_dir / p)
 
-    if problems:
-        return None, problems
     return Account(
         name=name, server=server, username=str(raw["username"]), maildir=path(raw["maildir"]),
         password_command=raw.get("password_command"), mode=mode, compression=compression,

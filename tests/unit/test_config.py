@@ -44,7 +44,9 @@ colour = "red"
     with pytest.raises(ConfigError) as info:
         load_config(path)
     text = str(info.value)
-    for key in ("accounts.w.concurrency", "accounts.w.colour"):
+    # an unknown key or a wrong type does not hide the other problems of the same account
+    for key in ("accounts.w.concurrency", "accounts.w.colour", "accounts.w.server",
+                "accounts.w.mode", "accounts.w.max_delete"):
         assert key in text
     path = write(tmp_path, """
 [accounts.w]
