@@ -56,6 +56,7 @@ from axsync.sync.staging import Staging
 log = logging.getLogger("axsync.pull")
 
 CAPABILITY_TTL = 24 * 3600
+REFW_LOOKUPS = 30  # updated mails per folder resolved one by one; more: one folder listing
 
 
 @dataclass
@@ -306,6 +307,7 @@ class Puller:
                     # A first full delta of a folder we already hold: drop what it lacks.
                     with self.db.transaction():
                         self._stage_unlisted(staging, fid)
+                self._resolve_refw(fid)
                 if st.new_content_token is None:
                     st.new_content_token = st.target.content_token
                 return
@@ -323,6 +325,31 @@ class Puller:
             # Start a fresh delta chain from "now": take the listing token if the server
             # accepts it, else the next run starts from a full delta.
             st.new_delta_token = token_before
+
+    def _resolve_refw(self, folder_id: str) -> None:
+        """Delta ``updatedItems`` carry no ``refwFlags``, so a reply or forward mark set on
+        the server would never reach the archive. For updated mails, ask the server: one
+        ``GET /mails/{id}`` each when there are few, one listing of the folder when many."""
+        ids = [mid for (mid,) in self.db.execute(
+            "SELECT u.mail_id FROM st_upd u JOIN messages m ON m.mail_id = u.mail_id "
+            "WHERE u.folder_id = ? AND u.refw IS NULL AND m.state = 'present'", (folder_id,)
+        ).fetchall()]
+        if not ids:
+            return
+        found: dict[str, str] = {}
+        if len(ids) <= REFW_LOOKUPS:
+            for mid in ids:
+                try:
+                    found[mid] = self.api.get_mail(mid).flags.refw_flags
+                except AxsyncError as exc:  # gone meanwhile, or a transient failure
+                    log.info("refwFlags of mail %s not known: %s", mid, exc)
+        else:
+            wanted = set(ids)
+            _token, mails = self.api.list_all_mails(folder_id)
+            found = {m.id: m.flags.refw_flags for m in mails if m.id in wanted}
+        with self.db.transaction():
+            for mid, refw in found.items():
+                self.db.execute("UPDATE st_upd SET refw = ? WHERE mail_id = ?", (refw, mid))
 
     def _stage_unlisted(self, staging: Staging, folder_id: str) -> None:
         cur = self.db.execute(
