@@ -74,9 +74,9 @@ def fail(exc: BaseException) -> None:
 
 
 def _register_all() -> None:
-    from axsync.cli import archive, demo, fake, restore, syncing
+    from axsync.cli import archive, bench, demo, fake, restore, syncing
 
-    for module in (archive, demo, fake, restore, syncing):
+    for module in (archive, bench, demo, fake, restore, syncing):
         module.register(cli)
 
 
