@@ -45,7 +45,29 @@ def setup_logging(verbose: int) -> None:
     root.propagate = False
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: command name -> the module under axsync.cli that defines it. Modules are imported only
+#: when their command runs, so `axsync sync` does not pay for the web UI or the fake server.
+COMMANDS = {
+    "init": "syncing", "sync": "syncing", "status": "syncing", "verify": "syncing",
+    "search": "archive", "show": "archive", "export": "archive", "browse": "archive",
+    "reindex": "archive", "restore": "restore", "demo": "demo", "fake-server": "fake",
+    "bench": "bench",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            import importlib
+
+            importlib.import_module(f"axsync.cli.{COMMANDS[cmd_name]}").register(self)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
@@ -73,15 +95,7 @@ def fail(exc: BaseException) -> None:
     sys.exit(code)
 
 
-def _register_all() -> None:
-    from axsync.cli import archive, bench, demo, fake, restore, syncing
-
-    for module in (archive, bench, demo, fake, restore, syncing):
-        module.register(cli)
-
-
 def main(argv: list[str] | None = None) -> None:
-    _register_all()
     try:
         cli.main(args=argv, prog_name="axsync", standalone_mode=False)
     except click.exceptions.Abort:
