@@ -12,7 +12,6 @@ writes what, where, when, threads, flags), :mod:`axsync.fake.corpus_kinds` and
 
 from __future__ import annotations
 
-import base64
 import gzip
 import io
 import json
@@ -28,6 +27,8 @@ from pathlib import Path
 import zstandard
 
 from axsync.errors import UsageError
+from axsync.mutf7 import mutf7_decode as mutf7_decode
+from axsync.mutf7 import mutf7_encode as mutf7_encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,55 +87,6 @@ _ROLE_ALIASES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("trash", "Trash", ("trash", "deleted items", "deleted messages", "bin")),
     ("junk", "Spam", ("spam", "junk", "junk e-mail", "junk email")),
 )
-
-
-def mutf7_encode(name: str) -> str:
-    """IMAP modified UTF-7 (RFC 3501 5.1.3), as Dovecot names Maildir++ folders."""
-    out: list[str] = []
-    buf: list[str] = []
-
-    def flush() -> None:
-        if buf:
-            raw = "".join(buf).encode("utf-16-be")
-            out.append(
-                "&" + base64.b64encode(raw).decode("ascii").rstrip("=").replace("/", ",") + "-"
-            )
-            buf.clear()
-
-    for ch in name:
-        if 0x20 <= ord(ch) <= 0x7E:
-            flush()
-            out.append("&-" if ch == "&" else ch)
-        else:
-            buf.append(ch)
-    flush()
-    return "".join(out)
-
-
-def mutf7_decode(name: str) -> str:
-    """Inverse of :func:`mutf7_encode`; malformed ``&...-`` runs are kept verbatim."""
-    out: list[str] = []
-    i = 0
-    while i < len(name):
-        ch = name[i]
-        end = name.find("-", i + 1) if ch == "&" else -1
-        if end < 0:
-            out.append(ch)
-            i += 1
-            continue
-        chunk = name[i + 1 : end]
-        if not chunk:
-            out.append("&")
-        else:
-            try:
-                raw = base64.b64decode(
-                    chunk.replace(",", "/") + "=" * (-len(chunk) % 4), validate=True
-                )
-                out.append(raw.decode("utf-16-be"))
-            except (ValueError, UnicodeDecodeError):
-                out.append(name[i : end + 1])
-        i = end + 1
-    return "".join(out)
 
 
 def decode_folder_component(raw: str) -> str:

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import base64
 import calendar
 import hashlib
 import re
@@ -19,6 +18,8 @@ from collections.abc import Iterable
 from typing import TypeAlias
 
 from axsync.errors import ApiError
+from axsync.mutf7 import mutf7_decode as _mutf7_decode
+from axsync.mutf7 import mutf7_encode as mutf7_encode
 
 CRLF = b"\r\n"
 FINGERPRINT_BYTES = 2048
@@ -54,51 +55,10 @@ def astring(data: bytes) -> bytes | None:
     return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 
-def mutf7_encode(name: str) -> str:
-    """Unicode → IMAP modified UTF-7 (``&`` → ``&-``, non-ASCII runs in ``&…-`` base64)."""
-    out: list[str] = []
-    run: list[str] = []
-
-    def flush() -> None:
-        if run:
-            raw = "".join(run).encode("utf-16-be", "surrogatepass")
-            out.append("&" + base64.b64encode(raw).decode("ascii").rstrip("=").replace("/", ",") + "-")
-            run.clear()
-
-    for ch in name:
-        if 0x20 <= ord(ch) <= 0x7E:
-            flush()
-            out.append("&-" if ch == "&" else ch)
-        else:
-            run.append(ch)
-    flush()
-    return "".join(out)
-
-
 def mutf7_decode(name: str) -> str:
     """IMAP modified UTF-7 → unicode; text that is not valid modified UTF-7 is returned
     unchanged (some servers send raw UTF-8)."""
-    out: list[str] = []
-    i = 0
-    while i < len(name):
-        ch = name[i]
-        end = name.find("-", i + 1) if ch == "&" else -1
-        if end < 0:
-            out.append(ch)
-            i += 1
-            continue
-        chunk = name[i + 1 : end]
-        if chunk == "":
-            out.append("&")
-        else:
-            b64 = chunk.replace(",", "/")
-            try:
-                out.append(base64.b64decode(b64 + "=" * (-len(b64) % 4), validate=True)
-                           .decode("utf-16-be"))
-            except (ValueError, UnicodeDecodeError):
-                return name
-        i = end + 1
-    return "".join(out)
+    return _mutf7_decode(name, malformed="whole")
 
 
 def internaldate(ts: int) -> str:
