@@ -45,7 +45,7 @@ from axsync.errors import (
 from axsync.model import Mail, MailFlags
 from axsync.statedb import FolderRow, MessageRow, StateDB
 from axsync.store import Store
-from axsync.store.keywords import keywords_of, label_to_atom
+from axsync.store.keywords import atom_to_label, keywords_of, label_to_atom
 from axsync.store.names import assign_dirname, safe_host
 from axsync.sync import plan as P
 from axsync.sync.local import SYSTEM, label_ids_for
@@ -154,6 +154,7 @@ class Puller:
     _relocated_new: set[str] = field(default_factory=set)
     _relocated_uids: set[int] = field(default_factory=set)
     _everywhere: dict[str, str] | None = None  # base -> dirname, for _find_elsewhere
+    _renamed: dict[str, str] = field(default_factory=dict)  # label id -> old atom
     _uniques: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     # ================================================================ entry point
@@ -188,6 +189,7 @@ class Puller:
         self._execute_folders(fplan, states, now)
         self._execute_relocations(pplan, states)
         self._execute_updates(staging, states)
+        self._execute_label_renames()
         self._execute_downloads(staging, states, pplan)
         self._sweep_orphans()  # before removals: a gone folder's directory must be empty
         self._execute_removals(staging, states, pplan)
@@ -260,11 +262,54 @@ class Puller:
         if token == acc.get("labels_token") and (self._labels or token):
             return None
         listing = self.api.list_labels()
+        old = self._labels
         self._labels = {lb.id: (lb.name, label_to_atom(lb.name)) for lb in listing.items}
+        # A label renamed on the server: the files carrying its old keyword get the new one
+        # (_execute_label_renames); the DB keeps the old name until they have it, so a run
+        # killed in between renames the rest next time.
+        self._renamed = {lid: old[lid][1] for lid, (_n, atom) in self._labels.items()
+                         if lid in old and old[lid][1] != atom}
         if not self.options.dry_run:
             with self.db.transaction():
-                self.db.replace_labels((i, n, a) for i, (n, a) in self._labels.items())
+                self.db.replace_labels((i, *(old[i] if i in self._renamed else v)) for i, v in self._labels.items())
         return listing.sync_token
+
+    def _execute_label_renames(self) -> None:
+        """Swap the old keyword for the new one in every file whose mail has a label that
+        was renamed on the server (only where the file still has the old keyword: one a
+        mail client removed stays removed, for the push to send)."""
+        if not self._renamed:
+            return
+        old_names = {lid: atom_to_label(a).casefold() for lid, a in self._renamed.items()}
+        marks = ",".join("?" for _ in self._renamed)
+        rows = list(self.db.messages_where(
+            f"state != 'tombstoned' AND EXISTS (SELECT 1 FROM json_each(label_ids) WHERE value IN ({marks}))",
+            tuple(self._renamed)))
+        with self.db.transaction():
+            for row in rows:
+                where, current = row.dirname, self._local_name(row.dirname, row.base, row.filename)
+                if current is None and self.options.mode == "sync":
+                    where, current = self._find_elsewhere(row.base) or (where, None)
+                if current is None:
+                    continue
+                info = current.rsplit(":2,", 1)[1] if ":2," in current else ""
+                mapping = self.store.keywords(where)
+                names = {ch: atom_to_label(mapping.get(ord(ch) - 97, "")).casefold()
+                         for ch in info if ch in "abcdefghijklmnopqrstuvwxyz"}
+                present = tuple(lid for lid in row.label_ids
+                                if lid in old_names and old_names[lid] in names.values())
+                if not present:
+                    continue
+                drop = {ch for ch, n in names.items() if n in {old_names[lid] for lid in present}}
+                letters = "".join(ch for ch in info if ch not in drop) + self._keyword_letters(where, present)
+                name = self.store.set_flags(where, current, letters)
+                self._note_local(where, row.base, name)
+                if current == row.filename:
+                    self.db.update_message(row.uid, filename=name, history=False)
+            for lid in self._renamed:
+                name, atom = self._labels[lid]
+                self.db.execute("UPDATE labels SET name = ?, atom = ? WHERE id = ?", (name, atom, lid))
+        self._renamed = {}
 
     def _decide_content_sync(self, states: dict[str, _FolderState], fplan: P.FolderPlan,
                              folder_delta: bool) -> None:
@@ -684,6 +729,11 @@ class Puller:
             self.report.conflicts += 1
             self.db.record_conflict(self.report.run_id, row.uid, row.mail_id, c.field, str(c.base), str(c.local),
                                     str(c.server), c.resolution)
+        if new_atoms and row.label_ids:
+            # a keyword of a label this mail had at the last run, deleted on the server
+            # since: the server's deletion wins (it is not a new label to push)
+            gone = {n.casefold() for lid, (n, _a) in self.db.all_labels().items() if lid in row.label_ids}
+            new_atoms = tuple(a for a in new_atoms if atom_to_label(a).casefold() not in gone)
         keep = {ch for ch in info if ch in "abcdefghijklmnopqrstuvwxyz"
                 and mapping.get(ord(ch) - 97) in new_atoms}
         letters = self._keyword_letters(dirname, merged.labels) + "".join(sorted(keep))
@@ -784,6 +834,7 @@ class Puller:
     def _execute_updates(self, staging: Staging, states: dict[str, _FolderState]) -> None:
         dir_of = {fid: st.target.dirname for fid, st in states.items()}
         batch = 0
+        refetch: list[tuple[str, str]] = []  # (mail id, folder id) to download again
         self.db.execute("BEGIN")
         try:
             for mid, fid, flags, labels, conv, refw in staging.updates():
@@ -797,12 +848,34 @@ class Puller:
                 dest = dir_of.get(fid, row.dirname)
                 if dest != row.dirname:  # same-id move seen through a listing
                     current = self._local_name(row.dirname, row.base, row.filename)
+                    found = self._find_elsewhere(row.base) \
+                        if current is None and self.options.mode == "sync" else None
                     if current is not None:
                         moved = self.store.move(row.dirname, current, dest)
                         self._note_local(row.dirname, row.base, None)
                         self._note_local(dest, row.base, moved)
-                    elif self.options.mode == "sync" and (found := self._find_elsewhere(row.base)) \
-                            and found[0] != dest:
+                    elif found is None and (
+                            self.options.mode != "sync" or self.options.conflict == "server"
+                            or states[fid].target.role == "trash" or self._pending(row.uid, "delete")):
+                        # as for a relocation: the file is gone (deleted here while the server
+                        # moved it, or our own deletion landing in Trash): fetch it again at
+                        # its new place, never delete it on the server from there
+                        agreed = states[fid].target.role == "trash" or self._pending(row.uid, "delete")
+                        if self.options.mode == "sync" and not agreed:
+                            self.report.conflicts += 1
+                            self.db.record_conflict(self.report.run_id, row.uid, mid, "delete", "present",
+                                                    "deleted", "moved", "server")
+                        self.db.update_message(row.uid, mail_id=None, state="tombstoned",
+                                               deleted_at=int(time.time()))
+                        refetch.append((mid, fid))
+                        continue
+                    elif found is None:
+                        # deleted here while the server moved it, conflict = local: the
+                        # deletion is pushed next, against its new place
+                        self.report.conflicts += 1
+                        self.db.record_conflict(self.report.run_id, row.uid, mid, "delete", "present",
+                                                "deleted", "moved", "local")
+                    elif found[0] != dest:
                         # moved here by a mail client, there by the server: the policy decides
                         # (local: the file stays, the push moves the mail)
                         where, name = found
@@ -851,6 +924,15 @@ class Puller:
         except BaseException:
             self.db.execute("COMMIT")  # what was renamed on disk is recorded
             raise
+        for mid, fid in refetch:  # staged as new: the downloads below fetch them
+            try:
+                mail = self.api.get_mail(mid)
+            except AxsyncError as exc:
+                self.report.fail(f"mail {mid}", str(exc))
+                states[fid].failed = True
+                continue
+            with self.db.transaction():
+                staging.add_new(mail)
 
     # ---------------------------------------------------------------- downloads
 

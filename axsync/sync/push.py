@@ -381,15 +381,25 @@ class Pusher:
                 parent_id = existing.id
                 continue
             self._tick()
-            folder = self.api.create_folder(sub[-1], parent_id)
+            try:
+                created = self.api.create_folder(sub[-1], parent_id)
+                folder_id, name = created.id, created.name
+            except AxsyncError:
+                # created by a run killed before it recorded the folder (or by another
+                # client since the last pull)?
+                found = next((f for f in self.api.list_folders().items
+                              if f.parent_id == parent_id and f.name == sub[-1]), None)
+                if found is None:
+                    raise
+                folder_id, name = found.id, found.name
             self._tick()
             now = int(time.time())
             sub_dirname = dirname if depth == len(path) else "." + ".".join(
                 dirname.lstrip(".").split(".")[:depth])
             with self.db.transaction():
-                self.db.upsert_folder(FolderRow(folder.id, parent_id, folder.name, sub, sub_dirname,
+                self.db.upsert_folder(FolderRow(folder_id, parent_id, name, sub, sub_dirname,
                                                 "", None, None, None, None, False, "present"), now)
-            parent_id = folder.id
+            parent_id = folder_id
         return str(parent_id)
 
     def _send(self, batch: Batch) -> None:
