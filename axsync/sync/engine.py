@@ -89,7 +89,7 @@ def _push(api: ApiClient, store: Store, db: StateDB, account: Account, options: 
         report.pulled.new += confirm.pulled.new
         report.pulled.bytes += confirm.pulled.bytes
         changes = detect(db, LocalView.scan(store), {a: i for i, (_n, a) in db.labels().items()})
-    clear_confirmed(db, {e.row.uid for e in changes.edits})
+    clear_confirmed(db, {e.row.uid for e in changes.edits if e.differs})
 
 
 def _index(db: StateDB, store: Store, report: RunReport, progress: Progress) -> None:

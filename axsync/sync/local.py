@@ -104,6 +104,15 @@ class Edit:
     label_ids: tuple[str, ...] = ()
     new_atoms: tuple[str, ...] = ()  # keywords that are not labels yet
 
+    @property
+    def differs(self) -> bool:
+        """Something the server must still be told (not a mere rename of the file)."""
+        if self.file is None:
+            return True
+        return (self.file.dirname != self.row.dirname
+                or set(self.letters) & PUSHABLE != set(self.row.flags) & PUSHABLE
+                or self.label_ids != tuple(sorted(self.row.label_ids)) or bool(self.new_atoms))
+
 
 @dataclass
 class LocalChanges:

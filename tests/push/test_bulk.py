@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from .conftest import MakeEnv
-from .harness import PushEnv, client_delete, client_move, client_set_flags, start_env
+from .harness import (
+    PushEnv,
+    client_delete,
+    client_move,
+    client_set_flags,
+    folder_dir,
+    read_keyword_file,
+    start_env,
+)
 
 BATCH = "POST /api/v1/batch/"
 
@@ -110,5 +118,31 @@ def test_201_applied_after_the_run_is_confirmed_next_time(make_env: MakeEnv, api
     assert env.pending_rows() == 0
     assert env.server()[c.msgid].path == ("Trash",)  # not deleted for good
     assert env.downloads == [(c.msgid, ("Trash",))]
+    env.check()
+    env.noop()
+
+
+@pytest.mark.parametrize("new_ids", [True, False], ids=["ids-change", "same-id"])
+def test_201_move_of_a_mail_with_keywords_is_confirmed_in_one_run(
+        make_env: MakeEnv, api_version: str, new_ids: bool) -> None:
+    """The moved file's keyword letters differ from the row's old name (another folder's
+    dovecot-keywords): a mere rename, not a change still to confirm — push_pending is
+    cleared by the run itself (it was kept until a later run recorded the name)."""
+    env = make_env(api_version, messages=20, knobs={"async_batch_threshold": 0, "async_batch_delay": 0.1,
+                                                    "ids_change_on_move": new_ids})
+    loc = sorted(env.local().values(), key=lambda m: int(m.msgid[1:].split("@")[0]))
+    maps = {d: read_keyword_file(folder_dir(env.maildir, d)) for d in ("", ".Archive", ".Work", ".Work.Sub")}
+
+    def letters(atoms: tuple[str, ...], dirname: str) -> set[int]:
+        inverse = {a: i for i, a in maps[dirname].items()}
+        return {inverse.get(a, -1) for a in atoms}
+
+    m, dest = next((x, d) for x in loc if x.atoms for d in maps
+                   if d != x.dirname and letters(x.atoms, d) != letters(x.atoms, x.dirname))
+    moved = client_move(m, env.maildir, dest)
+    assert moved.flags != m.flags and moved.labels == m.labels  # other letters, same labels
+    env.ok()
+    assert env.pending_rows() == 0
+    assert env.server()[m.msgid].path == moved.folder and env.server()[m.msgid].labels == m.labels
     env.check()
     env.noop()
