@@ -64,7 +64,9 @@ def test_setup_and_pull(report: dict[str, Any]) -> None:
     assert {(s["messages"], s["api"]) for s in report["setup"]} == {
         (n, api) for n in QUICK_SIZES for api in ("10.6", "10.4")}
     for s in report["setup"]:
-        _positive(s, "bytes", "generate_s", "mailbox_s")
+        _positive(s, "bytes")
+        # set-up times are rounded to 10 ms and may be 0.0 on a fast machine
+        assert all(isinstance(s[k], int | float) and s[k] >= 0 for k in ("generate_s", "mailbox_s"))
     seen = {(p["messages"], p["api"], p["latency_ms"]) for p in report["pull"]}
     for n in QUICK_SIZES:
         assert (n, "10.6", 0.0) in seen and (n, "10.4", 0.0) in seen
@@ -91,7 +93,8 @@ def test_nochange(report: dict[str, Any]) -> None:
 def test_scan_push_memory(report: dict[str, Any]) -> None:
     assert [r["files"] for r in report["scan"]] == list(QUICK_SIZES)
     for r in report["scan"]:
-        _positive(r, "seconds", "files_per_s")
+        _positive(r, "files_per_s")
+        assert r["seconds"] >= 0  # rounded to 1 ms: a small scan may show 0.0
     assert [r["messages"] for r in report["push"]] == list(QUICK_SIZES)
     for r in report["push"]:
         _positive(r, "changes", "requests", "seconds", "cpu_s", "peak_rss_mb")
