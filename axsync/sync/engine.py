@@ -18,7 +18,7 @@ from axsync.config import Account, resolve_password
 from axsync.errors import AxsyncError, PartialFailure, StateError, exit_code_for
 from axsync.statedb import StateDB
 from axsync.store import Store
-from axsync.sync.local import LocalView, detect
+from axsync.sync.local import LocalView, detect, dir_fingerprint
 from axsync.sync.pull import Puller, PullOptions
 from axsync.sync.push import Pusher, clear_confirmed, wait_for_async
 from axsync.sync.report import NullProgress, Progress, RunReport
@@ -60,6 +60,35 @@ class AccountLock:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+SCAN_EVERY = 24 * 3600  # a full scan for local changes at least this often
+
+
+def _local_unchanged(db: StateDB, fingerprint: str, now: int) -> bool:
+    """Nothing was renamed, added or deleted in the archive since the end of the last run
+    that left archive and state DB in agreement (and that is recent), so there is nothing
+    to push: the whole-archive scan can be skipped. A first sync has nothing to push either."""
+    if db.count_messages("state = 'present'") == 0:
+        return True
+    acc = db.account() or {}
+    if acc.get("local_fingerprint") != fingerprint or not acc.get("local_scan_at"):
+        return False
+    if now - int(acc["local_scan_at"]) > SCAN_EVERY:
+        return False
+    return db.execute("SELECT 1 FROM push_pending LIMIT 1").fetchone() is None
+
+
+def _record_fingerprint(db: StateDB, store: Store, report: RunReport, scanned: bool, now: int) -> None:
+    """After a clean sync-mode run the archive and the DB agree: remember how the folders
+    looked, so the next run can skip the scan if nothing moved on disk."""
+    if report.failures or report.fatal or report.local_new:
+        return
+    fields: dict[str, object] = {"local_fingerprint": dir_fingerprint(store)}
+    if scanned:
+        fields["local_scan_at"] = now
+    with db.transaction():
+        db.update_account(**fields)
 
 
 def _push(api: ApiClient, store: Store, db: StateDB, account: Account, options: SyncOptions,
@@ -146,10 +175,16 @@ def run_account(
                 max_delete=account.max_delete.limit, stop_after=options.stop_after,
                 conflict=account.conflict,
             )
+            now = int(time.time())
+            unchanged = (account.mode == "sync" and not options.dry_run
+                         and _local_unchanged(db, dir_fingerprint(store), now))
             if not options.push_only:
                 Puller(api, store, db, pull_opts, report, progress).run()
             if account.mode == "sync" and not options.pull_only:
-                _push(api, store, db, account, options, report, pull_opts)
+                if not unchanged or options.push_only:
+                    _push(api, store, db, account, options, report, pull_opts)
+                if not options.dry_run:
+                    _record_fingerprint(db, store, report, not unchanged or options.push_only, now)
             if not options.dry_run:
                 _index(db, store, report, progress)
             if report.failures:
