@@ -3,7 +3,6 @@ records (and, with ``--remote``, against the server). Read-only everywhere."""
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,16 +37,6 @@ class VerifyReport:
         }
 
 
-def _hash_file(store: Store, dirname: str, subdir: str, filename: str) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    with store.open_message(dirname, subdir, filename) as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
-
-
 def verify_local(db: StateDB, store: Store) -> VerifyReport:
     """Every archived file exists, decompresses, and matches its recorded size and sha256."""
     report = VerifyReport()
@@ -64,7 +53,7 @@ def verify_local(db: StateDB, store: Store) -> VerifyReport:
             report.missing.append(ref)
             continue
         try:
-            digest, size = _hash_file(store, *hit)
+            digest, size, _vsize = store.digest(*hit)
         except (AxsyncError, OSError, EOFError, ValueError) as exc:
             report.corrupt.append(f"{ref}: {exc}")
             continue

@@ -10,6 +10,7 @@ folder was not there); unsafe names raise UnsafeName.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -321,6 +322,21 @@ class Store:
     def read_message(self, dirname: str, subdir: str, filename: str) -> bytes:
         """The whole uncompressed message."""
         return compress.read_message(self.path_of(dirname, subdir, filename))
+
+    def digest(self, dirname: str, subdir: str, filename: str) -> tuple[str, int, int]:
+        """(sha256 hex, size, vsize) of the uncompressed message, streamed: what the
+        writer recorded when the file was committed (vsize counts bare LF as CRLF)."""
+        h = hashlib.sha256()
+        size = vsize = 0
+        prev = b""
+        with self.open_message(dirname, subdir, filename) as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+                size += len(chunk)
+                crlf = chunk.count(b"\r\n") + (1 if prev == b"\r" and chunk[:1] == b"\n" else 0)
+                vsize += len(chunk) + chunk.count(b"\n") - crlf
+                prev = chunk[-1:]
+        return h.hexdigest(), size, vsize
 
     # ------------------------------------------------------------------ writing
 

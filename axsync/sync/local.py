@@ -137,16 +137,6 @@ class LocalChanges:
     adopted: list[tuple[MessageRow, LocalFile]] = field(default_factory=list)
 
 
-def _digest(store: Store, f: LocalFile) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    with store.open_message(f.dirname, f.subdir, f.filename) as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
-
-
 def detect(db: StateDB, view: LocalView, by_atom: Mapping[str, str]) -> LocalChanges:
     """Compare every present row with the file that carries its base name.
 
@@ -183,7 +173,7 @@ def detect(db: StateDB, view: LocalView, by_atom: Mapping[str, str]) -> LocalCha
             by_content.setdefault((r.sha256, r.size), []).append(r)
         for f in strays:
             try:
-                digest, size = _digest(view.store, f)
+                digest, size, _vsize = view.store.digest(f.dirname, f.subdir, f.filename)
             except (AxsyncError, OSError, ValueError, EOFError):
                 out.unknown.append(f)
                 continue

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import logging
 import re
 import time
@@ -589,7 +590,6 @@ class Puller:
                 self.db.set_folder_tokens(a.folder_id, dirname=a.dirname, path=_json(a.path))
             self._keywords.pop(old, None)
             self._local.pop(old, None)
-            self.report.pulled.moved += 0
         # The rows first, then the directories: a run killed in between leaves rows whose
         # directories the next run creates, never directories no row knows about.
         with self.db.transaction():
@@ -738,14 +738,6 @@ class Puller:
                 and mapping.get(ord(ch) - 97) in new_atoms}
         letters = self._keyword_letters(dirname, merged.labels) + "".join(sorted(keep))
         return P.file_flags(merged.flags, letters, self.store.compression != "none")
-
-    def _rename_flags(self, row: MessageRow, dirname: str, flags: str) -> str | None:
-        current = self._local_name(dirname, row.base, row.filename)
-        if current is None:
-            return None
-        new = self.store.set_flags(dirname, current, flags)
-        self._note_local(dirname, row.base, new)
-        return new
 
     def _execute_relocations(self, pplan: P.PullPlan, states: dict[str, _FolderState]) -> None:
         dir_of = {fid: st.target.dirname for fid, st in states.items()}
@@ -1055,7 +1047,7 @@ class Puller:
             subdir, filename = index[base]
             if self.db.message_by_base(base) is not None:
                 return None
-            data_sha, size, vsize = _digest(self.store, dirname, subdir, filename)
+            data_sha, size, vsize = self.store.digest(dirname, subdir, filename)
             from axsync.store.maildir import StoredFile
 
             log.info("adopting %s/%s written by an interrupted run", dirname, filename)
@@ -1241,24 +1233,6 @@ def _archive_unwritable(exc: BaseException) -> bool:
 
 
 def _json(path: tuple[str, ...]) -> str:
-    import json
-
     return json.dumps(list(path))
 
 
-def _digest(store: Store, dirname: str, subdir: str, filename: str) -> tuple[str, int, int]:
-    h = hashlib.sha256()
-    size = vsize = 0
-    prev = b""
-    with store.open_message(dirname, subdir, filename) as fh:
-        while True:
-            chunk = fh.read(1 << 20)
-            if not chunk:
-                break
-            h.update(chunk)
-            size += len(chunk)
-            lf = chunk.count(b"\n")
-            crlf = chunk.count(b"\r\n") + (1 if prev == b"\r" and chunk[:1] == b"\n" else 0)
-            vsize += len(chunk) + lf - crlf
-            prev = chunk[-1:]
-    return h.hexdigest(), size, vsize

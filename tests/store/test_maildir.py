@@ -394,3 +394,15 @@ def test_scan_100k_files_is_fast(fast_dir: Path) -> None:
     elapsed = time.perf_counter() - start
     assert count == 100_000
     assert elapsed < 2.0, f"scan of 100k files took {elapsed:.2f}s"
+
+
+def test_digest_matches_what_the_writer_recorded(tmp_path: Path) -> None:
+    from axsync.store import Store
+
+    store = Store(tmp_path / "m")
+    store.ensure_folder("")
+    raw = b"Subject: x\r\n\r\n" + b"line\n" * 70000 + b"\r" + b"\nend\r\n"  # CR/LF split across reads
+    with store.writer("") as w:
+        w.write(raw)
+        stored = w.commit("S", 1_700_000_000)
+    assert store.digest("", "cur", stored.filename) == (stored.sha256, stored.size, stored.vsize)
