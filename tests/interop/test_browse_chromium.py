@@ -98,6 +98,14 @@ def shot(page: Any, name: str) -> None:
         shutil.copyfile(SHOTS / name, ROOT / "docs" / "img" / DOC_SHOTS[name])
 
 
+def expect(target: Any) -> Any:
+    """Playwright's retrying assertions: a click starts a navigation, and a plain
+    ``is_visible()`` right after it may still see the page being left."""
+    from playwright.sync_api import expect as pw_expect
+
+    return pw_expect(target)
+
+
 def body_frame(page: Any) -> Any:
     page.wait_for_selector("iframe.body")
     frame = page.frame_locator("iframe.body")
@@ -110,16 +118,16 @@ def test_open_pick_a_folder_and_read(page: Any, ui: Running) -> None:
     assert page.locator(".list-head h2").inner_text() == "INBOX"
     assert page.locator(".messages li").count() == 50
     page.locator(".messages li:has(.clip) a").first.click()  # one with attachments
-    assert page.locator(".attachments li").count() >= 1
+    expect(page.locator(".attachments li").first).to_be_visible()
     body_frame(page)
     shot(page, "01-inbox.png")
     page.locator(".folders a.folder", has_text="2024").first.click()
-    assert page.locator(".list-head h2").inner_text() == "Archive/2024"
+    expect(page.locator(".list-head h2")).to_have_text("Archive/2024")
     first = page.locator(".messages li a").first
     subject = first.locator(".subject").inner_text()
     first.click()
-    assert page.locator("h1.subject").inner_text() == subject
-    assert page.locator(".messages li.selected").count() == 1
+    expect(page.locator("h1.subject")).to_have_text(subject)
+    expect(page.locator(".messages li.selected")).to_have_count(1)
     body_frame(page)
     shot(page, "02-message.png")
 
@@ -127,7 +135,7 @@ def test_open_pick_a_folder_and_read(page: Any, ui: Running) -> None:
 def test_conversation(page: Any, ui: Running, archive: Built) -> None:
     page.goto(f"{ui.url}message/{archive.names['t2']}")
     page.get_by_role("link", name="Conversation (3)").click()
-    assert page.locator(".thread details.card").count() == 3
+    expect(page.locator(".thread details.card")).to_have_count(3)
     assert "third" in page.locator(".thread details.card").nth(2).inner_text()
     db = StateDB.open(archive.db_path, readonly=True)
     cid, uid, count = db.execute(
@@ -150,10 +158,10 @@ def test_search(page: Any, ui: Running) -> None:
     assert page.locator(".messages mark").first.inner_text().lower() == "kiwi"
     page.fill("#search", "(broken")
     page.press("#search", "Enter")
-    assert "unbalanced parenthesis" in page.locator(".query-error").inner_text()
+    expect(page.locator(".query-error")).to_contain_text("unbalanced parenthesis")
     page.fill("#search", 'from:mallory has:attachment')
     page.press("#search", "Enter")
-    assert page.locator(".messages li").count() == 1
+    expect(page.locator(".messages li")).to_have_count(1)
     shot(page, "04-search.png")
 
 
@@ -185,11 +193,10 @@ def test_remote_images_only_on_request(page: Any, ui: Running, archive: Built) -
     page.wait_for_timeout(300)
     assert fetched == []
     page.locator("#show-images").click()
-    frame = body_frame(page)
-    assert frame.locator("img[src*=tracker]").count() == 1
+    expect(page.frame_locator("iframe.body").locator("img[src*=tracker]")).to_have_count(1)
     page.wait_for_timeout(300)
     assert any("open.gif" in url for url in fetched)
-    assert page.locator("#hide-images").is_visible()
+    expect(page.locator("#hide-images")).to_be_visible()
 
 
 def test_hostile_message_scripts_never_run(page: Any, ui: Running, archive: Built) -> None:
@@ -231,16 +238,18 @@ def test_phone(browser: Any, ui: Running) -> None:
     page = context.new_page()
     try:
         page.goto(ui.url)
-        assert page.locator(".messages").is_visible()
-        assert not page.locator(".reader").is_visible()
+        expect(page.locator(".messages")).to_be_visible()
+        expect(page.locator(".reader")).to_be_hidden()
         assert page.locator(".folders").bounding_box()["x"] < 0  # the drawer is closed
         shot(page, "05-phone-list.png")
         page.locator(".messages li a").first.click()
-        assert page.locator("h1.subject").is_visible() and not page.locator(".messages").is_visible()
+        expect(page.locator("h1.subject")).to_be_visible()
+        expect(page.locator(".messages")).to_be_hidden()
         body_frame(page)
         shot(page, "06-phone-message.png")
         page.locator(".reader-nav a.back").click()
-        assert page.locator(".messages").is_visible()
+        expect(page.locator(".messages")).to_be_visible()
+        expect(page.locator(".reader")).to_be_hidden()
         page.locator(".menu-button").click()
         page.wait_for_timeout(300)
         assert page.locator(".folders").bounding_box()["x"] >= 0
