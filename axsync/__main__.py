@@ -1,3 +1,4 @@
 from axsync.cli import main
 
-main()
+if __name__ == "__main__":  # not when multiprocessing re-imports it in a worker process
+    main()

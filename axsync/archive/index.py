@@ -7,13 +7,24 @@ that are gone (tombstoned). It streams: messages are read one at a time (at most
 batches, each its own transaction, so memory stays bounded and an interrupted run keeps
 what it did. The sync engine calls it at the end of every pull; ``axsync reindex`` calls
 :meth:`SearchIndex.rebuild`.
+
+Reading and parsing a message (decompress, MIME walk, charset decoding, HTML to text) is
+pure CPU in Python and costs about as much as downloading it. With many messages pending
+(an initial pull, a rebuild) and more than one CPU, pages of messages are parsed in worker
+processes while this process writes the finished pages, in order, into SQLite; a worker
+that dies or cannot start makes the page be parsed here instead. The result is the same
+either way (tests/archive/test_index.py compares them).
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
 from axsync.archive.access import Locator
@@ -28,6 +39,10 @@ FTS_COLUMNS = ("subject", "sender", "recipients", "cc", "msgid", "filenames", "b
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 _BATCH_MESSAGES = 200
 _BATCH_CHARS = 20_000_000
+#: Pending messages from which parsing is spread over worker processes (below it, the
+#: start-up of the workers costs more than it saves).
+PARALLEL_MIN = 400
+_MAX_WORKERS = 4
 
 _GONE = (
     "SELECT d.uid FROM search_docs d LEFT JOIN messages m ON m.uid = d.uid "
@@ -52,14 +67,31 @@ class _Pending:
     from_addr: str
 
 
+#: One message ready to be written: FTS column values, has_attachment, sent_date, refs,
+#: and why the file could not be read (None: it was).
+Entry = tuple[tuple[str, ...], bool, "int | None", list[str], "str | None"]
+
+
+def default_workers() -> int:
+    """Worker processes for parsing: the CPUs this process may use, at most 4."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(_MAX_WORKERS, cpus))
+
+
 class SearchIndex:
     """The search index of the archive whose state DB is ``db`` (opened read-write) and
-    whose Maildir is ``store``."""
+    whose Maildir is ``store``. ``workers``: processes that parse messages when many are
+    pending (default :func:`default_workers`; 1 parses in this process only)."""
 
-    def __init__(self, db: StateDB, store: Store, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, db: StateDB, store: Store, *, max_bytes: int = DEFAULT_MAX_BYTES,
+                 workers: int | None = None) -> None:
         self.db = db
         self.store = store
         self.max_bytes = max_bytes
+        self.workers = default_workers() if workers is None else max(1, workers)
 
     def pending(self) -> int:
         """How many messages :meth:`catch_up` would index now."""
@@ -73,19 +105,25 @@ class SearchIndex:
         """Index up to ``limit`` (None: all) pending messages and drop the rows of gone
         ones; returns how many messages were indexed. ``progress(n)`` after each batch."""
         self._drop_gone()
+        if self.workers > 1 and (limit is None or limit >= PARALLEL_MIN) \
+                and self.pending() >= PARALLEL_MIN:
+            pool = self._pool()
+            if pool is not None:
+                with pool:
+                    return self._catch_up_parallel(pool, limit, progress)
         locator = Locator(self.store)
         done, last = 0, 0
         while limit is None or done < limit:
             want = _BATCH_MESSAGES if limit is None else min(_BATCH_MESSAGES, limit - done)
-            rows = [_Pending(*r) for r in self.db.execute(_PENDING, (last, want)).fetchall()]
+            rows = self._page(last, want)
             if not rows:
                 break
-            batch: list[tuple[_Pending, Doc, str | None]] = []
+            batch: list[tuple[_Pending, Entry]] = []
             chars = 0
             for row in rows:
-                doc, error = self._read(row, locator)
-                batch.append((row, doc, error))
-                chars += len(doc.body)
+                entry = _entry(*self._read(row, locator))
+                batch.append((row, entry))
+                chars += len(entry[0][-1])
                 if chars > _BATCH_CHARS:
                     break
             self._write(batch)
@@ -94,6 +132,42 @@ class SearchIndex:
             if progress is not None:
                 progress(len(batch))
         return done
+
+    def _page(self, after: int, want: int) -> list[_Pending]:
+        return [_Pending(*r) for r in self.db.execute(_PENDING, (after, want)).fetchall()]
+
+    def _pool(self) -> ProcessPoolExecutor | None:
+        try:
+            # spawn, not fork: this process has threads (downloads, other accounts).
+            return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        except (OSError, ValueError) as exc:
+            log.info("search index: no worker processes (%s); parsing here", exc)
+            return None
+
+    def _catch_up_parallel(self, pool: ProcessPoolExecutor, limit: int | None,
+                           progress: Callable[[int], None] | None) -> int:
+        """Pages parsed by the workers, up to two per worker ahead, written in order."""
+        feeder = _Feeder(self, pool, limit)
+        done = 0
+        while True:
+            feeder.fill()
+            n = feeder.write_next(block=True)
+            if n is None:
+                return done
+            done += n
+            if progress is not None:
+                progress(n)
+
+    def background(self, expected: int) -> BackgroundIndex | None:
+        """An indexer that parses what a running pull records, in worker processes, while
+        the pull goes on (None when ``expected`` new messages are too few to be worth it,
+        or only one CPU is available). Call its :meth:`BackgroundIndex.poke` between the
+        pull's transactions and :meth:`BackgroundIndex.close` at the end; a later
+        :meth:`catch_up` does whatever is left."""
+        if self.workers < 2 or expected < PARALLEL_MIN:
+            return None
+        pool = self._pool()
+        return BackgroundIndex(_Feeder(self, pool, None)) if pool is not None else None
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
         """Forget the whole index and index every message again."""
@@ -124,39 +198,132 @@ class SearchIndex:
         self.db.execute(f"DELETE FROM search_docs WHERE uid IN ({marks})", uids)
 
     def _read(self, row: _Pending, locator: Locator) -> tuple[Doc, str | None]:
-        """The message's document, or one made from the DB row and the reason why the
-        file could not be read (the message stays findable by subject and sender)."""
-        found = locator.find(row.dirname, row.base, row.filename)
-        if found is None:
-            return Doc(subject=row.subject, sender=row.from_addr), "file missing"
-        try:
-            with self.store.open_message(found.dirname, found.subdir, found.filename) as stream:
-                data = stream.read(self.max_bytes)
-            return make_doc(data), None
-        except (StoreError, OSError) as exc:
-            log.warning("search index: cannot read message %d: %s", row.uid, exc)
-            return Doc(subject=row.subject, sender=row.from_addr), f"unreadable: {exc}"
-        except Exception as exc:  # a parser bug must not stop a pull: index what we know
-            log.warning("search index: cannot parse message %d: %r", row.uid, exc)
-            return Doc(subject=row.subject, sender=row.from_addr), f"unparsable: {exc!r}"
+        return _read(self.store, locator, self.max_bytes, row)
 
-    def _write(self, batch: list[tuple[_Pending, Doc, str | None]]) -> None:
+    def _write(self, batch: list[tuple[_Pending, Entry]]) -> None:
         now = int(time.time())
         cols = ", ".join(FTS_COLUMNS)
         marks = ", ".join("?" * len(FTS_COLUMNS))
         with self.db.transaction():
-            self._delete([row.uid for row, _, _ in batch])
-            for row, doc, error in batch:
+            self._delete([row.uid for row, _ in batch])
+            for row, (columns, has_attachment, sent_date, refs, error) in batch:
                 self.db.execute(
                     f"INSERT INTO search_fts (rowid, {cols}) VALUES (?, {marks})",
-                    (row.uid, *doc.columns()),
+                    (row.uid, *columns),
                 )
                 self.db.execute(
                     "INSERT INTO search_docs (uid, sha256, has_attachment, sent_date, error, "
                     "indexed_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (row.uid, row.sha256, int(doc.has_attachment), doc.sent_date, error, now),
+                    (row.uid, row.sha256, int(has_attachment), sent_date, error, now),
                 )
                 self.db.conn.executemany(
                     "INSERT OR IGNORE INTO search_refs (msgid, uid) VALUES (?, ?)",
-                    [(ref, row.uid) for ref in doc.refs],
+                    [(ref, row.uid) for ref in refs],
                 )
+
+
+class _Feeder:
+    """Keeps the worker pool busy with pending pages and writes finished ones in order."""
+
+    def __init__(self, index: SearchIndex, pool: ProcessPoolExecutor, limit: int | None) -> None:
+        self.index, self.pool, self.limit = index, pool, limit
+        self.inflight: deque[tuple[list[_Pending], Future[list[Entry]] | None]] = deque()
+        self.queued = self.last = 0
+        self.broken = False
+        self.locator = Locator(index.store)
+        self.root, self.method = str(index.store.root), index.store.compression
+
+    def fill(self, full_pages_only: bool = False) -> None:
+        """Submit pending pages until two per worker are in flight (``full_pages_only``:
+        leave a short last page for later, more rows are coming)."""
+        while len(self.inflight) < 2 * self.index.workers:
+            want = _BATCH_MESSAGES if self.limit is None else min(_BATCH_MESSAGES, self.limit - self.queued)
+            rows = self.index._page(self.last, want) if want > 0 else []
+            if not rows or (full_pages_only and len(rows) < want):
+                return
+            self.last, self.queued = rows[-1].uid, self.queued + len(rows)
+            fut = None
+            if not self.broken:
+                try:
+                    fut = self.pool.submit(_parse_page, self.root, self.method, self.index.max_bytes, rows)
+                except Exception as exc:  # the pool is broken: parse here from now on
+                    log.warning("search index: worker processes failed (%s); parsing here", exc)
+                    self.broken = True
+            self.inflight.append((rows, fut))
+
+    def write_next(self, block: bool) -> int | None:
+        """Write the oldest page if it is parsed (or wait for it when ``block``); its size,
+        or None when nothing is in flight (or, not blocking, the oldest is not ready)."""
+        if not self.inflight:
+            return None
+        rows, fut = self.inflight[0]
+        if fut is not None and not block and not fut.done():
+            return None
+        self.inflight.popleft()
+        entries: list[Entry] | None = None
+        if fut is not None:
+            try:
+                entries = fut.result()
+            except Exception as exc:  # a worker died (e.g. out of memory)
+                log.warning("search index: a worker process failed (%s); parsing here", exc)
+                self.broken = True
+        if entries is None:
+            entries = [_entry(*self.index._read(row, self.locator)) for row in rows]
+        self.index._write(list(zip(rows, entries, strict=True)))
+        return len(rows)
+
+
+class BackgroundIndex:
+    """See :meth:`SearchIndex.background`."""
+
+    def __init__(self, feeder: _Feeder) -> None:
+        self._feeder = feeder
+        self.indexed = 0
+
+    def poke(self) -> None:
+        """Write the pages that are parsed, hand out new full pages. Never blocks on a
+        worker; must be called outside any transaction of the caller."""
+        while (n := self._feeder.write_next(block=False)) is not None:
+            self.indexed += n
+        self._feeder.fill(full_pages_only=True)
+
+    def close(self) -> None:
+        """Write what is in flight (waiting for it) and stop the workers."""
+        try:
+            while (n := self._feeder.write_next(block=True)) is not None:
+                self.indexed += n
+        finally:
+            self._feeder.pool.shutdown(wait=True, cancel_futures=True)
+
+    def abort(self) -> None:
+        """Stop the workers, dropping what is in flight (it stays pending)."""
+        self._feeder.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _read(store: Store, locator: Locator, max_bytes: int, row: _Pending) -> tuple[Doc, str | None]:
+    """The message's document, or one made from the DB row and the reason why the file
+    could not be read (the message stays findable by subject and sender)."""
+    found = locator.find(row.dirname, row.base, row.filename)
+    if found is None:
+        return Doc(subject=row.subject, sender=row.from_addr), "file missing"
+    try:
+        with store.open_message(found.dirname, found.subdir, found.filename) as stream:
+            data = stream.read(max_bytes)
+        return make_doc(data), None
+    except (StoreError, OSError) as exc:
+        log.warning("search index: cannot read message %d: %s", row.uid, exc)
+        return Doc(subject=row.subject, sender=row.from_addr), f"unreadable: {exc}"
+    except Exception as exc:  # a parser bug must not stop a pull: index what we know
+        log.warning("search index: cannot parse message %d: %r", row.uid, exc)
+        return Doc(subject=row.subject, sender=row.from_addr), f"unparsable: {exc!r}"
+
+
+def _entry(doc: Doc, error: str | None) -> Entry:
+    return doc.columns(), doc.has_attachment, doc.sent_date, doc.refs, error
+
+
+def _parse_page(root: str, compression: str, max_bytes: int, rows: list[_Pending]) -> list[Entry]:
+    """In a worker process: read and parse one page of messages (no DB access)."""
+    store = Store(root, compression=compression)
+    locator = Locator(store)
+    return [_entry(*_read(store, locator, max_bytes, row)) for row in rows]

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from archive.conftest import Built, Mail, build_archive, make_mail, sample_mails
+import pytest
+
+from archive.conftest import Built, Mail, build_archive, corpus_mails, make_mail, sample_mails
+from axsync.archive import index as index_module
 from axsync.archive.index import SearchIndex
 from axsync.statedb import StateDB
 from axsync.store import Store
@@ -116,4 +120,87 @@ def test_big_messages_are_read_up_to_the_limit(tmp_path: Path) -> None:
     assert index.catch_up() == 1
     assert _fts_uids(db, '"words" "first"') == set(built.uids)
     assert db.execute("SELECT has_attachment FROM search_docs").fetchone()[0] == 1
+    db.close()
+
+
+# ------------------------------------------------------------ parsing in worker processes
+
+def _index_dump(db: StateDB) -> tuple[list[tuple[object, ...]], ...]:
+    return (
+        db.execute("SELECT rowid, * FROM search_fts ORDER BY rowid").fetchall(),
+        db.execute("SELECT uid, sha256, has_attachment, sent_date, error FROM search_docs "
+                   "ORDER BY uid").fetchall(),
+        db.execute("SELECT msgid, uid FROM search_refs ORDER BY msgid, uid").fetchall(),
+    )
+
+
+def _mixed_archive(tmp_path: Path) -> Built:
+    """Generated mail plus the hostile samples, one file deleted and one corrupted."""
+    built = build_archive(tmp_path, [*corpus_mails(90, seed=4)[0], *sample_mails().values()],
+                          index=False)
+    files = sorted((built.maildir / "cur").iterdir())
+    files[0].unlink()
+    files[1].write_bytes(b"\x28\xb5\x2f\xfd garbage")  # zstd magic, broken frame
+    return built
+
+
+def test_worker_processes_index_exactly_what_this_process_would(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    built = _mixed_archive(tmp_path / "a")
+    db = StateDB.open(built.db_path)
+    pending = SearchIndex(db, Store(built.maildir)).pending()
+    assert SearchIndex(db, Store(built.maildir), workers=1).catch_up() == pending
+    serial = _index_dump(db)
+    with db.transaction():
+        for table in ("search_fts", "search_docs", "search_refs"):
+            db.execute(f"DELETE FROM {table}")
+    monkeypatch.setattr(index_module, "PARALLEL_MIN", 10)
+    calls: list[int] = []
+    assert SearchIndex(db, Store(built.maildir), workers=2).catch_up(progress=calls.append) == pending
+    assert sum(calls) == pending and len(calls) >= 1
+    assert _index_dump(db) == serial
+    errors = [r[4] for r in serial[1] if r[4]]
+    assert "file missing" in errors and any(e.startswith("unreadable") for e in errors)
+    db.close()
+
+
+def test_index_alongside_a_pull_then_the_rest_at_the_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a pull records is handed to the workers page by page while it goes on; the
+    short last page is left to catch_up. (Pages of 20 here instead of 200.)"""
+    built = _mixed_archive(tmp_path / "a")
+    db = StateDB.open(built.db_path)
+    monkeypatch.setattr(index_module, "PARALLEL_MIN", 10)
+    monkeypatch.setattr(index_module, "_BATCH_MESSAGES", 20)
+    index = SearchIndex(db, Store(built.maildir), workers=2)
+    pending = index.pending()
+    assert pending % 20 and pending > 4 * 20
+    running = index.background(expected=pending)
+    assert running is not None
+    running.poke()  # hands out full pages, two per worker
+    running.poke()  # writes those that are done, hands out more
+    running.close()  # waits for the rest of what was handed out and writes it
+    assert running.indexed % 20 == 0 and 4 * 20 <= running.indexed <= 20 * (pending // 20)
+    assert index.catch_up() == pending - running.indexed
+    indexed = _index_dump(db)
+    with db.transaction():
+        for table in ("search_fts", "search_docs", "search_refs"):
+            db.execute(f"DELETE FROM {table}")
+    SearchIndex(db, Store(built.maildir), workers=1).catch_up()
+    assert _index_dump(db) == indexed
+    assert SearchIndex(db, Store(built.maildir), workers=2).background(expected=5) is None
+    db.close()
+
+
+def test_a_broken_worker_pool_falls_back_to_parsing_here(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    built = _mixed_archive(tmp_path / "a")
+    db = StateDB.open(built.db_path)
+    monkeypatch.setattr(index_module, "PARALLEL_MIN", 10)
+    index = SearchIndex(db, Store(built.maildir), workers=2)
+    dead = ProcessPoolExecutor(1)
+    dead.shutdown()
+    monkeypatch.setattr(index, "_pool", lambda: dead)
+    pending = index.pending()
+    assert index.catch_up() == pending and index.pending() == 0
     db.close()
