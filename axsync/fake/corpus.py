@@ -78,7 +78,9 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
 _ESCAPE = re.compile(r"\\([0-9A-Fa-f]{2})")
 _TILDE = re.compile(r"~([0-9A-Fa-f]{2})")
-FOLDER_NAME_FILE = "axsync-folder-name"  # axsync's record of a shortened folder's real path
+# axsync's record of a folder's real path where the directory name does not give it: a
+# shortened or disambiguated name, or a "/" in a name level (stored as "∕", U+2215)
+FOLDER_NAME_FILE = "axsync-folder-name"
 # Keywords that are no labels: the server refuses these names (any case).
 _NOT_LABELS = frozenset({"junk", "notjunk", "nonjunk", "$junk", "$notjunk", "$nonjunk"})
 _ROLE_ALIASES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -91,7 +93,10 @@ _ROLE_ALIASES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 
 def decode_folder_component(raw: str) -> str:
     """One Maildir++ name component: modified UTF-7, then Dovecot listescape ``\\2e``
-    (``\\-`` alone is axsync's spelling of an empty component)."""
+    (``\\-`` alone is axsync's spelling of an empty component). ``a&IhU-b`` decodes to
+    ``a∕b`` (the name Dovecot shows; it stands for ``a/b`` only by axsync's
+    ``axsync-folder-name`` record), ``a\\2fb`` (how earlier axsync versions stored
+    ``a/b``) to ``a/b``."""
     if raw == "\\-":
         return ""
     name = mutf7_decode(raw)
@@ -146,7 +151,8 @@ def load_corpus(path: Path) -> Corpus:
     """Load a Maildir++ (when ``path`` has ``cur/`` or ``new/``) or a tree of ``.eml`` files.
 
     Maildir: the root is INBOX, ``.A.B`` directories are folder ``("A", "B")`` (modified
-    UTF-7 and listescape ``\\2e`` decoded, or the path in axsync's ``axsync-folder-name``);
+    UTF-7 and listescape ``\\2e`` decoded, or the path in axsync's ``axsync-folder-name``,
+    which is how ``.a&IhU-b`` loads as ``a/b`` rather than ``a∕b``);
     flags from ``:2,`` (S seen, F flagged, D draft, R replied -> "re", P passed -> "fw"),
     keyword letters through each folder's ``dovecot-keywords`` become labels (axsync's
     ``~XX`` atom escapes decoded); the internal date is the file mtime. An axsync archive

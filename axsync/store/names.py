@@ -7,12 +7,19 @@ Folder directory names (Maildir++ with Dovecot's listescape convention)
     INBOX is the root (``""``); any other folder path ``(c1, c2, …)`` is
     ``"." + ".".join(encode(c) for c in path)``. Each component is IMAP modified UTF-7
     (RFC 3501 5.1.3: printable ASCII as is, ``&`` → ``&-``, everything else, control
-    characters included, base64 of UTF-16) in which ``.``, ``/``, ``\\`` and a leading
-    ``~`` are written as ``\\`` + two lowercase hex digits (``\\2e``), and an empty
-    component is ``\\-``. This is exactly the name Dovecot derives from the folder name,
-    so Dovecot can open every folder whose name IMAP can carry. Names too long for the
-    file system or colliding on a case- or normalization-insensitive one get
-    ``~<12 hex>`` appended to their last level by :func:`assign_dirname`.
+    characters included, base64 of UTF-16) in which ``.``, ``\\`` and a leading ``~``
+    are written as ``\\`` + two lowercase hex digits (``\\2e``), and an empty component
+    is ``\\-``. A ``/`` inside a component (which no IMAP name can hold: it is the
+    hierarchy separator) is first replaced by its look-alike ``∕`` (U+2215 DIVISION
+    SLASH, :data:`SLASH_LOOKALIKE`), so ``a/b`` is stored ``.a&IhU-b`` and Dovecot shows
+    and opens it as ``a∕b``. This is exactly the name Dovecot derives from the folder
+    name it shows, so Dovecot can open every folder whose name IMAP can carry (once
+    ``/`` is ``∕``). The real path of a folder whose name
+    does not decode back to it (:func:`needs_name_record`: a ``/`` in a component, or a
+    name that :func:`assign_dirname` disambiguated with ``~<12 hex>`` because it is too
+    long for the file system or collides on a case- or normalization-insensitive one,
+    ``a/b`` next to a real ``a∕b`` included) is kept by the caller (state DB and the
+    folder's ``axsync-folder-name`` file).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ MAX_NAME_BYTES = 255
 MAX_UNIQUE_BYTES = 160  # leaves room for ",S=…,W=…:2,<flags>" within 255 bytes
 DISAMBIGUATION_MARK = "~"  # + 12 hex digits of sha256 of the path, in the last level
 EMPTY_COMPONENT = "\\-"
+SLASH_LOOKALIKE = "\u2215"  # DIVISION SLASH: what a "/" inside a folder name level becomes
 
 FLAG_DRAFT = "D"
 FLAG_FLAGGED = "F"
@@ -51,7 +59,7 @@ KEYWORD_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 INFO_SEP = ":2,"
 
-_ESCAPED_ANYWHERE = frozenset("./\\")
+_ESCAPED_ANYWHERE = frozenset(".\\")
 _HEX_ESCAPE = re.compile(r"\\([0-9a-f]{2})")
 _FLAG_FORBIDDEN = frozenset("/:,\\")
 _DIGITS = re.compile(r"[0-9]*")
@@ -72,12 +80,13 @@ def _b64_run(chars: list[str]) -> str:
 def encode_component(component: str) -> str:
     """One folder name level → its storage form (mUTF-7 + listescape, see module doc).
 
-    Raises UnsafeName for text that has no UTF-16 form (lone surrogates)."""
+    A ``/`` is stored as :data:`SLASH_LOOKALIKE` (so ``a/b`` and ``a∕b`` have one storage
+    form). Raises UnsafeName for text that has no UTF-16 form (lone surrogates)."""
     if component == "":
         return EMPTY_COMPONENT
     out: list[str] = []
     run: list[str] = []
-    for i, ch in enumerate(component):
+    for i, ch in enumerate(component.replace("/", SLASH_LOOKALIKE)):
         code = ord(ch)
         if 0x20 <= code <= 0x7E:
             if run:
@@ -103,10 +112,14 @@ def _decode_b64(chunk: str) -> str:
 
 
 def decode_component(text: str, *, strict: bool = True) -> str:
-    """Inverse of :func:`encode_component`.
+    """Inverse of :func:`encode_component`: the level as Dovecot shows it, so ``a&IhU-b``
+    gives ``a∕b`` (whether the server name had ``/`` or ``∕`` there is known only from
+    the folder's ``axsync-folder-name`` file, never from the name).
 
-    ``strict``: raise UnsafeName unless ``text`` is exactly what encoding produces.
-    Lenient mode decodes what it can (like Dovecot: bad escapes stay literal)."""
+    ``strict``: raise UnsafeName unless ``text`` is exactly what encoding produces (so a
+    strictly decoded level never holds ``/``; an earlier version's ``\\2f`` is refused).
+    Lenient mode decodes what it can (like Dovecot: bad escapes stay literal; ``\\2f``
+    gives ``/``)."""
     if text == EMPTY_COMPONENT:
         return ""
     out: list[str] = []
@@ -146,11 +159,14 @@ def folder_dirname(path: tuple[str, ...]) -> str:
 
 
 def folder_path(dirname: str, *, strict: bool = True) -> tuple[str, ...]:
-    """Directory name → folder path; exact inverse of :func:`folder_dirname`: the name
-    Dovecot shows for the directory. ``""`` → ``("INBOX",)``.
+    """Directory name → folder path: the name Dovecot shows for the directory, ``""`` →
+    ``("INBOX",)``. ``folder_dirname(folder_path(d)) == d`` for every canonical ``d``,
+    and ``folder_path(folder_dirname(p)) == shown_path(p)``: the exact inverse for paths
+    without ``/`` in a level.
 
-    For a name :func:`assign_dirname` disambiguated this is the path with its
-    ``~<hash>`` suffix; the original path is in the caller's DB and the folder's
+    Where that is not the folder's real path (:func:`needs_name_record`: a name
+    :func:`assign_dirname` disambiguated comes back with its ``~<hash>`` suffix, and a
+    ``/`` in a level as ``∕``) the real path is in the caller's DB and the folder's
     ``axsync-folder-name`` file. Strict mode raises UnsafeName for any name that
     :func:`folder_dirname` cannot produce; lenient mode (for folders other tools made)
     never raises for a name starting with ``.``."""
@@ -159,6 +175,34 @@ def folder_path(dirname: str, *, strict: bool = True) -> tuple[str, ...]:
     if not dirname.startswith(".") or dirname in (".", ".."):
         raise UnsafeName(f"{dirname!r} is not a Maildir++ folder directory name")
     return tuple(decode_component(c, strict=strict) for c in dirname[1:].split("."))
+
+
+def shown_path(path: tuple[str, ...]) -> tuple[str, ...]:
+    """The path Dovecot shows for ``folder_dirname(path)``: each ``/`` inside a level
+    becomes :data:`SLASH_LOOKALIKE`; ``()`` → ``("INBOX",)``."""
+    return tuple(c.replace("/", SLASH_LOOKALIKE) for c in path) or ("INBOX",)
+
+
+def needs_name_record(dirname: str, path: tuple[str, ...]) -> bool:
+    """True when the directory ``dirname`` of folder ``path`` does not decode back to
+    ``path`` (a disambiguated name, or a ``/`` in a level), so that the path must be
+    recorded next to it (``axsync-folder-name``). False for the root."""
+    if dirname == ROOT:
+        return False
+    return any("/" in c for c in path) or folder_dirname(path) != dirname
+
+
+def is_canonical_dirname(dirname: str) -> bool:
+    """True when ``dirname`` is a name the current encoding produces (``""`` included):
+    :func:`folder_path` decodes it strictly. False, for example, for an earlier version's
+    ``.a\\2fb`` (now ``.a&IhU-b``), which Dovecot cannot open."""
+    if dirname == ROOT:
+        return True
+    try:
+        folder_path(dirname)
+    except UnsafeName:
+        return False
+    return True
 
 
 def fold_key(dirname: str) -> str:
@@ -198,7 +242,8 @@ def assign_dirname(path: tuple[str, ...], taken: Mapping[str, tuple[str, ...]]) 
 
     Returns the name ``taken`` already holds for ``path`` if any; else
     :func:`folder_dirname` when it fits in 255 bytes and no taken name has the same
-    :func:`fold_key`; else the dirname of the path cut to fit with
+    :func:`fold_key` (``("a/b",)`` and ``("a∕b",)`` have the same plain name: the first
+    one assigned keeps it); else the dirname of the path cut to fit with
     ``~<12 hex of sha256(path as JSON)>`` (``-<n>`` added on a further collision)
     appended to its last level. Deterministic for equal inputs. The result is always a
     canonical name (Dovecot can open it) that no taken name folds to."""

@@ -17,12 +17,14 @@ decoded, then modified UTF-7 decoded. So
 * ``v1.2 notes`` (``.v1\\2e2 notes``), ``a.b.c``, ``.``, ``..``, ``.hidden``, ``~tilde``,
   ``cur``/``new``/``tmp``, ``R&D``, ``Tab<TAB>here``, ``x\\y``, ``50%``, ``[br]``: shown
   with exactly the server's name;
-* a name holding ``/`` (``a/b``, stored ``.a\\2fb``) is LISTed as ``a/b``, i.e. as folder
-  ``b`` below a ``\\Noselect`` folder ``a`` (an escaped slash is Dovecot's separator), but
-  it cannot be opened: EXAMINE ``a/b`` looks for ``.a.b`` ("Mailbox doesn't exist"), and
-  ``/`` alone (listed as ``H//``) is refused ("Has adjacent hierarchy separators"). Their
-  mail is in the archive but not reachable over IMAP: an open issue of the name encoding,
-  pinned by the strict xfail below;
+* a ``/`` inside a name, which no IMAP name can hold (it is the separator), is stored as
+  its look-alike ``∕`` (U+2215, modified UTF-7 ``&IhU-``): ``a/b`` (``.a&IhU-b``) is shown
+  as ``a∕b``, ``/`` below ``H`` (``.H.&IhU-``) as ``H/∕`` and ``x/../y`` below ``H`` as
+  ``H/x∕..∕y``, and all of them open and serve their mail (the archive records the real
+  path in ``axsync-folder-name``). No ``\\Noselect`` parent appears. (Stored as
+  listescape ``\\2f``, as earlier versions did, Dovecot decoded the escape to its
+  separator: ``a/b`` was listed as ``b`` below a ``\\Noselect`` ``a`` and could not be
+  opened.);
 * names that collide on a case- or normalization-insensitive file system (``work`` next
   to ``Work``) or do not fit in 255 bytes get ``~<12 hex>`` appended (the archive records
   the real path in ``axsync-folder-name``): Dovecot shows ``work~22f199ad3c03``. The
@@ -44,10 +46,10 @@ from sync.conftest import Env, corpus
 from axsync.config import Account, MaxDelete
 from axsync.fake.server import FakeAxigen, Knobs
 from axsync.statedb import StateDB
-from axsync.store import folder_dirname, label_to_atom
+from axsync.store import Store, folder_dirname, label_to_atom
+from axsync.store.names import shown_path
 
 from .dovecot import (
-    DovecotError,
     DovecotServer,
     crlf,
     fetch_all,
@@ -122,8 +124,9 @@ def pulled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Env, dict
         finally:
             db.close()
         names = {path: imap_name(dirname_of[path]) for path in server_mails(fake)}
-        # Every name is the server path, except the disambiguated ones (~<hash>).
-        renamed = {p for p in names if names[p] != "/".join(p)}
+        # Every name is the server path with "/" in a level shown as "∕", except the
+        # disambiguated ones (~<hash>).
+        renamed = {p for p in names if names[p] != "/".join(shown_path(p))}
         assert renamed == {p for p in names if folder_dirname(p) != dirname_of[p]}
         assert {p[-1] for p in renamed} == {"work"}  # next to "Work"
         assert all(re.search(r"~[0-9a-f]{12}$", names[p]) for p in renamed)
@@ -159,7 +162,7 @@ def test_dovecot_lists_every_folder_and_serves_every_message(pulled: tuple[Env, 
     entries = list_mailbox_entries(dovecot.imap())
     listed = {e.name for e in entries if e.selectable}
     assert listed == set(names.values()), set(names.values()) ^ listed
-    assert {e.name for e in entries if not e.selectable} == {"a", "H/", "H/x", "H/x/.."}
+    assert {e.name for e in entries if not e.selectable} == set()
     excluded = {p for p, (_f, ex) in server_folders(env.fake, env.account.exclude).items() if ex}
     assert excluded == {("Spam",)} and "Spam" not in listed
 
@@ -167,8 +170,6 @@ def test_dovecot_lists_every_folder_and_serves_every_message(pulled: tuple[Env, 
     imap = dovecot.imap()
     total = 0
     for path in sorted(names):
-        if "/" in "".join(path):
-            continue  # see test_folders_with_a_slash_can_be_opened
         want = expected_messages(env, path)
         assert served(imap, names[path]) == want, f"{path} served as {names[path]!r} differs"
         total += sum(want.values())
@@ -179,14 +180,25 @@ def test_dovecot_lists_every_folder_and_serves_every_message(pulled: tuple[Env, 
     assert dovecot.log_problems() == []
 
 
-@pytest.mark.xfail(strict=True, raises=DovecotError, reason=(
-    "open issue: a '/' in a folder name is stored as listescape \\2f, which Dovecot decodes "
-    "to its hierarchy separator; EXAMINE then looks for another directory"))
 def test_folders_with_a_slash_can_be_opened(pulled: tuple[Env, dict[tuple[str, ...], str]],
                                             dovecot: DovecotServer) -> None:
     env, names = pulled
+    slashed = {p: names[p] for p in names if "/" in "".join(p)}
+    assert slashed == {("H", "/"): "H/\u2215", ("H", "x/../y"): "H/x\u2215..\u2215y",
+                       ("a/b",): "a\u2215b"}
+    listed = {e.name: e for e in list_mailbox_entries(dovecot.imap())}
     imap = dovecot.imap()
-    slashed = sorted(p for p in names if "/" in "".join(p))
-    assert slashed == [("H", "/"), ("H", "x/../y"), ("a/b",)]
-    for path in slashed:
-        assert served(imap, names[path]) == expected_messages(env, path), path
+    for path, name in slashed.items():
+        assert listed[name].selectable, name
+        want = expected_messages(env, path)
+        assert sum(want.values()) >= 1, path
+        assert served(imap, name) == want, path
+    # The archive knows the real server path of each (axsync-folder-name).
+    db = StateDB.open(env.db_path, readonly=True)
+    try:
+        dirnames = {f.path: f.dirname for f in db.folders() if f.path in slashed}
+    finally:
+        db.close()
+    store = Store(env.maildir)
+    assert {store.folder_path_of(d): d for d in dirnames.values()} == {
+        p: folder_dirname(p) for p in slashed}
