@@ -383,6 +383,21 @@ class StateDB:
             (cid, token, subject, count, int(time.time())),
         )
 
+    def conversation_token(self, cid: str) -> str | None:
+        """The conversation's stored ``syncToken``: set only when the server's member list
+        was seen equal to the present messages carrying ``cid`` (see docs/design.md)."""
+        row = self.execute("SELECT sync_token FROM conversations WHERE id = ?", (cid,)).fetchone()
+        return str(row[0]) if row and row[0] is not None else None
+
+    def set_conversation_token(self, cid: str, token: str | None) -> None:
+        """Store (or with None forget) the conversation's ``syncToken``."""
+        self.execute(
+            "INSERT INTO conversations (id, sync_token, mail_count, updated_at) "
+            "VALUES (?, ?, (SELECT count(*) FROM messages WHERE conversation_id = ? AND state = 'present'), ?) "
+            "ON CONFLICT(id) DO UPDATE SET sync_token = excluded.sync_token",
+            (cid, token, cid, int(time.time())),
+        )
+
     # ------------------------------------------------------------------ runs / conflicts
 
     def start_run(self, mode: str, dry_run: bool) -> int:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from axsync.api import jsonread, paging, wire
 from axsync.api.base import CONVERSATION, CONVERSATIONS, MAIL_CONVERSATION, TRUE, ClientBase
-from axsync.model import Conversation, ConversationMember, ConversationPage, Mail
+from axsync.model import Conversation, ConversationMember, ConversationPage
 
 
 class ConversationsMixin(ClientBase):
@@ -52,9 +52,12 @@ class ConversationsMixin(ClientBase):
     def get_conversation(self, conversation_id: str, *, token_only: bool = False) -> Conversation:
         """``GET /api/v1/conversations/{id}``: the conversation with ``sync_token`` set and one
         member per mail (read page by page as a consistent snapshot, like
-        :meth:`list_all_mails`). ``token_only`` fetches just the token (members empty).
+        :meth:`list_all_mails`: every page carries the same token, so the token and the member
+        list describe the same moment). ``token_only`` (``syncTokenOnly=true``) fetches just
+        the token (members empty, ``mail_count`` from ``totalItems`` if the server sends it).
         ``normalized_message_id`` stays empty here (a MailInstance does not carry it).
-        NotFound if the conversation is gone."""
+        NotFound if the conversation is gone (or never existed); MalformedReply if the reply
+        lacks the token or the member list."""
         if token_only:
             data = self._json(CONVERSATION, conversation_id, params={"syncTokenOnly": TRUE})
             obj = jsonread.Obj(data, CONVERSATION.key)
@@ -63,21 +66,25 @@ class ConversationsMixin(ClientBase):
                 mail_count=obj.opt_int("totalItems"),
                 sync_token=obj.req_str("syncToken"),
             )
+        subjects: list[str] = []
 
-        def fetch(start: int, limit: int) -> tuple[str, int, tuple[Mail, ...]]:
+        def fetch(start: int, limit: int) -> tuple[str, int, tuple[ConversationMember, ...]]:
             data = self._json(
                 CONVERSATION, conversation_id, params={"start": start, "limit": limit}
             )
-            return wire.parse_conversation_mails(data, CONVERSATION.key)
+            token, total, subject, members = wire.parse_conversation_members(data, CONVERSATION.key)
+            if start == 0:
+                subjects.append(subject)
+            return token, total, members
 
-        token, mails = paging.snapshot(
-            fetch, 200, lambda m: m.id, what=f"conversation {conversation_id}"
+        token, members = paging.snapshot(
+            fetch, 200, lambda m: m.mail_id, what=f"conversation {conversation_id}"
         )
         return Conversation(
             id=conversation_id,
-            subject=mails[0].subject if mails else "",
-            mail_count=len(mails),
-            members=tuple(ConversationMember(mail_id=m.id, folder_id=m.folder_id) for m in mails),
+            subject=subjects[-1] if subjects else "",
+            mail_count=len(members),
+            members=tuple(members),
             sync_token=token,
         )
 

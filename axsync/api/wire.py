@@ -292,6 +292,24 @@ def parse_conversation_page(data: object, where: str) -> ConversationPage:
     )
 
 
+def parse_conversation_members(
+    data: object, where: str
+) -> tuple[str, int, str, tuple[ConversationMember, ...]]:
+    """One page of ``GET /api/v1/conversations/{id}``: ``(syncToken, totalItems, subject,
+    members)``. The documented reply lists MailInstances in ``items``; a reply shaped like a
+    ConversationInstance (``mails`` with ``mailId``, ``mailCount``) is read too, so the
+    member list is never guessed from a shape the client does not know."""
+    obj = Obj(data, where)
+    token = obj.req_str("syncToken")
+    if obj.has("items") or not obj.has("mails"):
+        mails = tuple(_mail(m) for m in obj.objects("items", required=True))
+        members = tuple(ConversationMember(mail_id=m.id, folder_id=m.folder_id) for m in mails)
+        return token, obj.req_int("totalItems"), mails[0].subject if mails else "", members
+    conv = _conversation(obj)
+    total = obj.req_int("totalItems") if obj.has("totalItems") else conv.mail_count
+    return token, total, conv.subject, conv.members
+
+
 def parse_conversation_mails(data: object, where: str) -> tuple[str, int, tuple[Mail, ...]]:
     """``GET /api/v1/conversations/{id}``: ``(syncToken, totalItems, mails)``."""
     obj = Obj(data, where)

@@ -93,8 +93,13 @@ class MessageWriter:
             self.abort()
             raise StoreError(f"cannot write {self._tmp}: {exc.strerror}") from exc
 
-    def commit(self, flags: str, mtime: int) -> StoredFile:
+    def commit(self, flags: str, mtime: int, *, sync_dir: bool = True) -> StoredFile:
         """Finish the file and move it to ``cur/<unique>,S=<size>,W=<vsize>:2,<flags>``.
+
+        ``sync_dir=False``: the caller fsyncs ``cur/`` itself (:func:`fsync_dir` on
+        ``StoredFile.dirname``'s ``cur/``) before it records the message anywhere, once
+        for many messages (group commit). The file's content is always fsynced before
+        the rename, so a name in ``cur/`` never stands for an incomplete file.
 
         Flags are normalized; ``Z`` is added when the file is compressed and removed when
         it is not (a "none" store compresses the rare message whose first bytes look like
@@ -122,7 +127,8 @@ class MessageWriter:
             self._discard()
             raise StoreError(f"cannot store message in {self._folder_dir}: {exc}") from exc
         try:
-            fsync_dir(final.parent)
+            if sync_dir:
+                fsync_dir(final.parent)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(final)  # not durable: take it back rather than half-report it

@@ -23,6 +23,7 @@ the next run converges without duplicates:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -32,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from axsync.api import ApiClient
 from axsync.errors import (
@@ -47,7 +48,7 @@ from axsync.model import Mail, MailFlags
 from axsync.statedb import FolderRow, MessageRow, StateDB
 from axsync.store import Store
 from axsync.store.keywords import atom_to_label, keywords_of, label_to_atom
-from axsync.store.names import assign_dirname, safe_host
+from axsync.store.names import assign_dirname, is_canonical_dirname, safe_host
 from axsync.sync import plan as P
 from axsync.sync.local import SYSTEM, label_ids_for
 from axsync.sync.merge import merge
@@ -127,6 +128,12 @@ class _Sink:
         self._cm.__exit__(StoreError, StoreError("aborted"), None)
 
 
+class DownloadObserver(Protocol):
+    def downloads_started(self, count: int) -> None: ...
+
+    def recorded(self) -> None: ...
+
+
 @dataclass
 class _FolderState:
     target: P.FolderTarget
@@ -157,6 +164,9 @@ class Puller:
     _everywhere: dict[str, str] | None = None  # base -> dirname, for _find_elsewhere
     _renamed: dict[str, str] = field(default_factory=dict)  # label id -> old atom
     _uniques: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    #: Told how many downloads start, and after every batch of rows recorded (outside any
+    #: transaction): the engine's search index parses them meanwhile in other processes.
+    observer: DownloadObserver | None = None
 
     # ================================================================ entry point
 
@@ -165,8 +175,13 @@ class Puller:
         mail_delta, folder_delta = self._capabilities(now)
         self.progress.phase("folders")
         tree, folders_token, delta_token = self._gather_tree(folder_delta)
+        # A folder keeps its recorded dirname while its path is unchanged, unless the name
+        # encoding no longer produces that dirname (an earlier version's ".a\2fb" for a "/"
+        # in a name, which Dovecot cannot open): no path matches (), so it is planned like
+        # a server rename: one directory rename, no download.
         known = [
-            P.KnownFolder(r.id, r.path, r.dirname, r.id_validity, r.content_token, r.excluded, r.state)
+            P.KnownFolder(r.id, r.path if r.id not in tree or is_canonical_dirname(r.dirname) else (),
+                          r.dirname, r.id_validity, r.content_token, r.excluded, r.state)
             for r in self.db.folders()
         ]
         fplan = P.plan_folders(known, tree, self.options.excludes, assign_dirname)
@@ -408,33 +423,59 @@ class Puller:
 
     def _gather_conversations(self, states: dict[str, _FolderState], mail_delta: bool) -> None:
         """10.4: map mails to conversations from the per-folder conversation lists (token-gated).
-        10.6 deltas carry ``conversationId`` already."""
+        10.6 deltas carry ``conversationId`` already. Then forget the stored token of every
+        conversation a staged change touches (see the end)."""
         changed = [st for st in states.values() if st.needs_sync and not st.target.excluded
                    and st.target.role not in ("junk", "trash")]
-        if not changed or mail_delta:
+        if changed and not mail_delta and self._conversations_available():
+            for st in changed:
+                token = self.api.conversations_token(st.target.id)
+                if st.row is not None and token == st.row.conv_token:
+                    continue
+                for conv in self.api.iter_conversations(st.target.id):
+                    for member in conv.members:
+                        self.db.execute(
+                            "UPDATE st_new SET conversation_id=? WHERE mail_id=?", (conv.id, member.mail_id))
+                        self.db.execute(
+                            "UPDATE st_upd SET conversation_id=? WHERE mail_id=?", (conv.id, member.mail_id))
+                        self.db.execute(
+                            "INSERT OR IGNORE INTO st_upd (mail_id, folder_id, unread, flagged, draft, deleted, "
+                            "refw, label_ids, conversation_id) SELECT mail_id, folder_id, "
+                            "CASE WHEN instr(flags,'S') THEN 0 ELSE 1 END, instr(flags,'F')>0, instr(flags,'D')>0, "
+                            "instr(flags,'T')>0, refw, label_ids, ? FROM messages WHERE mail_id=? AND state='present' "
+                            "AND coalesce(conversation_id,'') != ?",
+                            (conv.id, member.mail_id, conv.id))
+                    if not self.options.dry_run:
+                        # No listing carries a per-conversation token (ConversationInstance has
+                        # none): the stored one is kept here and cleared below if need be.
+                        self.db.upsert_conversation(conv.id, None, conv.subject, conv.mail_count)
+                st.new_conv_token = token
+        if self.options.dry_run or self.db.execute(
+                "SELECT 1 FROM conversations WHERE sync_token IS NOT NULL LIMIT 1").fetchone() is None:
             return
-        if not self._conversations_available():
-            return
-        for st in changed:
-            token = self.api.conversations_token(st.target.id)
-            if st.row is not None and token == st.row.conv_token:
-                continue
-            for conv in self.api.iter_conversations(st.target.id):
-                for member in conv.members:
-                    self.db.execute(
-                        "UPDATE st_new SET conversation_id=? WHERE mail_id=?", (conv.id, member.mail_id))
-                    self.db.execute(
-                        "UPDATE st_upd SET conversation_id=? WHERE mail_id=?", (conv.id, member.mail_id))
-                    self.db.execute(
-                        "INSERT OR IGNORE INTO st_upd (mail_id, folder_id, unread, flagged, draft, deleted, "
-                        "refw, label_ids, conversation_id) SELECT mail_id, folder_id, "
-                        "CASE WHEN instr(flags,'S') THEN 0 ELSE 1 END, instr(flags,'F')>0, instr(flags,'D')>0, "
-                        "instr(flags,'T')>0, refw, label_ids, ? FROM messages WHERE mail_id=? AND state='present' "
-                        "AND coalesce(conversation_id,'') != ?",
-                        (conv.id, member.mail_id, conv.id))
-                if not self.options.dry_run:
-                    self.db.upsert_conversation(conv.id, None, conv.subject, conv.mail_count)
-            st.new_conv_token = token
+        # A stored conversation token vouches that the server's member list is the state DB's
+        # (the push relies on it to send conversation batches). Any member this pull sees change
+        # (new, replaced, moved, removed, flags, labels, another conversation) voids it, before
+        # anything is executed, so a crash later cannot leave it vouching for a changed one.
+        # Updates are compared with the row: the echo of our own push (already in the row) is
+        # not a change.
+        differs = (
+            "m.uid IS NULL OR m.folder_id != u.folder_id "
+            "OR coalesce(m.conversation_id, '') != coalesce(u.conversation_id, m.conversation_id, '') "
+            "OR (instr(m.flags, 'S') = 0) != (u.unread != 0) OR (instr(m.flags, 'F') > 0) != (u.flagged != 0) "
+            "OR (instr(m.flags, 'D') > 0) != (u.draft != 0) OR (instr(m.flags, 'T') > 0) != (u.deleted != 0) "
+            "OR m.label_ids != coalesce(u.label_ids, m.label_ids)"
+        )
+        with self.db.transaction():
+            self.db.execute(
+                "UPDATE conversations SET sync_token = NULL WHERE sync_token IS NOT NULL AND id IN ("
+                "SELECT conversation_id FROM st_new "
+                "UNION SELECT m.conversation_id FROM st_rm r JOIN messages m ON m.mail_id = r.mail_id "
+                "UNION SELECT m.conversation_id FROM st_upd u LEFT JOIN messages m "
+                f"ON m.mail_id = u.mail_id AND m.state = 'present' WHERE {differs} "
+                "UNION SELECT u.conversation_id FROM st_upd u LEFT JOIN messages m "
+                f"ON m.mail_id = u.mail_id AND m.state = 'present' WHERE {differs})"
+            )
 
     def _conversations_available(self) -> bool:
         acc = self.db.account() or {}
@@ -932,15 +973,13 @@ class Puller:
         dir_of = {fid: st.target.dirname for fid, st in states.items()}
         # Streamed twice from the staging table (count, then download): a list of every new
         # Mail made the initial pull's memory grow with the mailbox (~80 MB per 100k).
-        todo_count = todo_bytes = 0
-        for m, _k in staging.new_mails():
-            if m.id not in self._relocated_new:
-                todo_count += 1
-                todo_bytes += m.size
+        todo_count, todo_bytes = staging.new_totals(self._relocated_new)
         if not todo_count:
             return
         self.progress.phase("download")
         self.progress.add_total(todo_count, todo_bytes)
+        if self.observer is not None:
+            self.observer.downloads_started(todo_count)
         inflight: dict[Future[Any], tuple[Mail, str, str]] = {}
         limit = max(1, self.options.concurrency) * 4
         pending_rows: list[tuple[Mail, str, str, Any]] = []
@@ -948,10 +987,16 @@ class Puller:
         def flush() -> None:
             if not pending_rows:
                 return
+            # Group commit: the files are complete (fsynced before their rename); one
+            # fsync per folder now makes their names durable, before any row says so.
+            for dirname in {d for _m, _k, d, _s in pending_rows}:
+                self.store.sync_cur(dirname)
             with self.db.transaction():
                 for mail, kind, dirname, stored in pending_rows:
                     self._record_download(mail, kind, dirname, stored)
             pending_rows.clear()
+            if self.observer is not None:
+                self.observer.recorded()
 
         with ThreadPoolExecutor(max_workers=max(1, self.options.concurrency),
                                 thread_name_prefix="axsync-dl") as pool:
@@ -990,7 +1035,8 @@ class Puller:
                         stored = fut.result()
                     except AxsyncError as exc:
                         if _archive_unwritable(exc):
-                            flush()  # keep what is already on disk recorded
+                            with contextlib.suppress(StoreError):
+                                flush()  # keep what is already on disk recorded
                             raise StoreError(
                                 f"the archive cannot be written ({exc}); nothing was lost: free "
                                 "space or make it writable, then run again") from exc
@@ -1017,7 +1063,7 @@ class Puller:
         committed = False
         try:
             dl = self.api.download_source(mail.id, sink)  # type: ignore[arg-type]
-            stored = sink.writer.commit(letters, mail.date)
+            stored = sink.writer.commit(letters, mail.date, sync_dir=False)  # see flush()
             committed = True
             if stored.sha256 != dl.sha256 or stored.size != dl.size:
                 raise IntegrityError(f"mail {mail.id}: bytes written differ from bytes received")

@@ -1,6 +1,9 @@
 """Push: archive -> server, through the batch endpoints.
 
 ``plan_push`` (pure) turns local edits into batched operations; ``Pusher`` carries them out.
+A conversation batch is only sent for a conversation whose member list the server confirmed
+just before (its own sync token, or a full read): see docs/design.md, "Conversation batches
+and tokens".
 The state DB changes only after the server acknowledged a change; a 201 (asynchronous)
 batch is recorded as pending and confirmed by the next pull, re-issued at most
 ``MAX_ATTEMPTS`` times, then reported as failed.
@@ -13,10 +16,10 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from axsync.api import ApiClient
-from axsync.errors import AxsyncError, DeletionGuardError
+from axsync.errors import AxsyncError, DeletionGuardError, NotFound
 from axsync.statedb import FolderRow, StateDB
 from axsync.store import Store
 from axsync.store.keywords import atom_to_label, keywords_of, label_to_atom
@@ -32,6 +35,10 @@ CHUNK = 2000
 MAX_ATTEMPTS = 3
 NO_UNREAD_ROLES = ("sent", "drafts")  # conversation isUnread updates skip these folders
 OUTSIDE_CONVERSATIONS = ("trash", "junk")  # the server leaves these out of conversations
+#: At most this many conversations are checked on the server per push (one request each,
+#: two when a stored token turned out stale); a push that would need more sends per-mail
+#: ids only. 0: never use conversation batches.
+CONVERSATION_CHECKS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +80,19 @@ class PushContext:
     role_of_folder: Mapping[str, str]
     conversation_members: Mapping[str, frozenset[int]]  # conversation id -> present uids
     atom_to_label_id: Mapping[str, str]
+    #: Conversations whose member list the server confirmed (``Pusher`` checks them): only
+    #: these may go as conversation batches. None: every candidate (planner tests, and the
+    #: first plan from which the Pusher picks what to check).
+    verified: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationCheck:
+    """A conversation the plan would send as a conversation batch, and the member mail ids
+    it assumes (the state DB's present members): the server must list exactly these."""
+
+    conversation_id: str
+    mail_ids: frozenset[str]
 
 
 def plan_push(edits: Sequence[Edit], ctx: PushContext) -> PushPlan:
@@ -151,10 +171,13 @@ def _whole_conversations(change_of: Mapping[int, tuple[object, ...]], edit_of: M
     (and none moved): those go as one conversation batch instead of per-mail ids.
 
     Not when a member is in Trash or Spam: the server leaves those out of conversations,
-    so the batch would not reach them."""
+    so the batch would not reach them. Not when ``ctx.verified`` is given and lacks the
+    conversation: the server may hold members the state DB does not know."""
     out: dict[int, str] = {}
     for cid, members in ctx.conversation_members.items():
         if len(members) < 2 or not all(u in change_of for u in members):
+            continue
+        if ctx.verified is not None and cid not in ctx.verified:
             continue
         if any(ctx.role_of_folder.get(edit_of[u].row.folder_id, "") in OUTSIDE_CONVERSATIONS
                for u in members):
@@ -197,6 +220,41 @@ def _add_conversations(plan: PushPlan, op: str, params: dict[str, object], ops: 
         plan.batches.append(Batch(op, dict(params), part, members))
 
 
+def conversations_to_check(plan: PushPlan, limit: int = CONVERSATION_CHECKS) -> list[ConversationCheck]:
+    """The conversation batches of ``plan`` worth a check on the server (pure).
+
+    A conversation batch is only safe once the server confirmed the conversation's member
+    list (one request each; see ``Pusher._check_conversation``), and it never saves a batch
+    request: one per-mail batch carries up to ``CHUNK`` ids. So when a change (an op and its
+    parameters) also has per-mail ids, the conversations' members ride along in that batch,
+    which is sent anyway, and nothing is checked. Only a change made of whole conversations
+    alone keeps its conversation batch (it replaces the per-mail batch one for one; the
+    checks are its price), and a conversation is checked only when every change it takes
+    part in is such a change. More than ``limit`` such conversations: none is checked (the
+    unchecked ones would need a per-mail batch of the same change anyway)."""
+    per_mail: set[tuple[str, str]] = set()  # (change, params) with per-mail ids
+    groups: dict[tuple[str, str], dict[str, set[str]]] = defaultdict(dict)
+    for b in plan.batches:
+        family, _, change = b.op.partition("/")
+        key = (change, json.dumps(b.params, sort_keys=True))
+        if family == "conversations":
+            for m in b.members:
+                groups[key].setdefault(m.conversation or "", set()).add(m.mail_id)
+        elif b.ids:
+            per_mail.add(key)
+    members: dict[str, set[str]] = {}
+    rides_along: set[str] = set()
+    for key, convs in groups.items():
+        for cid, ids in convs.items():
+            members.setdefault(cid, set()).update(ids)
+            if key in per_mail:
+                rides_along.add(cid)
+    wanted = sorted(c for c in members if c not in rides_along)
+    if len(wanted) > max(0, limit):
+        return []
+    return [ConversationCheck(c, frozenset(members[c])) for c in wanted]
+
+
 # ============================================================================ executor
 
 
@@ -217,6 +275,9 @@ class Pusher:
     _by_atom: dict[str, str] | None = None
     _keyword_maps: dict[str, dict[int, str]] = field(default_factory=dict)
     _names: dict[int, str] = field(default_factory=dict)  # uid -> file name the scan saw
+    conversation_checks: int = CONVERSATION_CHECKS
+    _checked: dict[str, ConversationCheck] = field(default_factory=dict)  # confirmed by the server
+    _conv_sent: dict[str, bool] = field(default_factory=dict)  # cid -> every batch applied at once
 
     def context(self) -> PushContext:
         every = [f for f in self.db.folders() if f.state == "present"]
@@ -255,10 +316,11 @@ class Pusher:
                 f"allows ({check.limit}); nothing was deleted on the server. Run with --force "
                 "to delete them there")
         if self.dry_run:
-            self._describe(plan)
+            self._describe(self._verified_plan(changes.edits, ctx, plan))
             return plan
         self._adopt(changes)
         self._names = {e.row.uid: e.file.filename for e in changes.edits if e.file is not None}
+        edits = changes.edits
         if plan.new_labels:
             # Labels first, then plan again: a new label's additions then travel in the
             # same per-label batches as the others, before any move changes the mail ids.
@@ -267,14 +329,85 @@ class Pusher:
                 edits = [_with_new_labels(e, created) for e in changes.edits]
                 ctx = self.context()
                 plan = plan_push(edits, ctx)
+        plan = self._verified_plan(edits, ctx, plan)
         self._create_folders(plan)
         for batch in plan.batches:
             self._send(batch)
+        self._record_conversation_tokens()
         with self.db.transaction():
             for e in plan.unchanged:
                 if e.file is not None:
                     self.db.update_message(e.row.uid, filename=e.file.filename, history=False)
         return plan
+
+    # ------------------------------------------------------------ conversation checks
+
+    def _verified_plan(self, edits: Sequence[Edit], ctx: PushContext, plan: PushPlan) -> PushPlan:
+        """``plan`` with conversation batches only for conversations whose member list the
+        server confirmed; the others' members go as per-mail ids (planned again)."""
+        candidates = {b_id for b in plan.batches if b.op.startswith("conversations/") for b_id in b.ids}
+        if not candidates:
+            return plan
+        for check in conversations_to_check(plan, self.conversation_checks):
+            if self._check_conversation(check):
+                self._checked[check.conversation_id] = check
+        verified = frozenset(self._checked) & candidates
+        if verified == candidates:
+            return plan
+        return plan_push(edits, replace(ctx, verified=verified))
+
+    def _check_conversation(self, check: ConversationCheck) -> bool:
+        """Does the server's conversation hold exactly the mails the plan assumes? A stored
+        token equal to the server's vouches for the stored member list (1 request); else
+        the conversation is read (1 request; 2 with a stale token) and its ``mailId``s
+        compared. Any doubt (gone, an error, a different member list) says no."""
+        cid = check.conversation_id
+        stored = self.db.conversation_token(cid)
+        try:
+            if stored is not None and self.api.get_conversation(cid, token_only=True).sync_token == stored:
+                return True
+            conv = self.api.get_conversation(cid)
+        except NotFound:
+            log.info("conversation %s is gone on the server; its members are changed one by one", cid)
+            self._forget_conversation_token(cid, stored)
+            return False
+        except AxsyncError as exc:
+            log.warning("conversation %s not checked (%s); its members are changed one by one", cid, exc)
+            return False
+        server = {m.mail_id for m in conv.members}
+        if server == check.mail_ids:
+            return True
+        log.info("conversation %s: the server has %d mail(s) the archive does not know and lacks %d it "
+                 "knows; its members are changed one by one", cid, len(server - check.mail_ids),
+                 len(check.mail_ids - server))
+        self._forget_conversation_token(cid, stored)
+        return False
+
+    def _forget_conversation_token(self, cid: str, stored: str | None) -> None:
+        if stored is not None and not self.dry_run:
+            with self.db.transaction():
+                self.db.set_conversation_token(cid, None)
+
+    def _record_conversation_tokens(self) -> None:
+        """After the batches: a conversation whose batches were all applied at once (200, not
+        failed) is read again and its new token stored if the member list is still the one
+        checked (the batch itself changed the token; a full read, not a token-only one, so a
+        mail that joined meanwhile cannot be vouched for). Otherwise the token is cleared: a
+        201 job has not run yet, so any token read now would be stale the moment it does."""
+        for cid, applied in sorted(self._conv_sent.items()):
+            token: str | None = None
+            check = self._checked.get(cid)
+            if applied and check is not None:
+                try:
+                    conv = self.api.get_conversation(cid)
+                except AxsyncError as exc:
+                    log.info("conversation %s not read again after the push (%s)", cid, exc)
+                else:
+                    if {m.mail_id for m in conv.members} == check.mail_ids:
+                        token = conv.sync_token
+            with self.db.transaction():
+                self.db.set_conversation_token(cid, token)
+        self._conv_sent.clear()
 
     def _tick(self) -> None:
         """The ``stop_after`` test hook: one step per server write and one per DB record
@@ -406,11 +539,14 @@ class Pusher:
         if not batch.ids:
             return
         self._tick()
+        conversations = batch.op.startswith("conversations/")
         try:
             results = self.api.batch(batch.op, batch.ids, chunk_size=CHUNK, **batch.params)
         except AxsyncError as exc:
             for m in batch.members:
                 self.report.fail(f"mail {m.mail_id} {batch.op}", str(exc))
+            if conversations:
+                self._conv_sent.update(dict.fromkeys(batch.ids, False))
             return
         self._tick()
         failed: set[str] = set()
@@ -421,6 +557,9 @@ class Pusher:
             if r.is_async:
                 pending = True
                 job_key = r.job_key
+        if conversations:
+            for cid in batch.ids:
+                self._conv_sent[cid] = self._conv_sent.get(cid, True) and not pending and cid not in failed
         ok_members, bad = self._split(batch, failed)
         for m in bad:
             self.report.fail(f"mail {m.mail_id} {batch.op}", "the server reported this item as failed")

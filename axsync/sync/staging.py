@@ -152,6 +152,15 @@ class Staging:
             int(q("SELECT count(*) FROM st_rm").fetchone()[0]),
         )
 
+    def new_totals(self, skip: set[str] | frozenset[str] = frozenset()) -> tuple[int, int]:
+        """(count, bytes) of the staged new mails, leaving out the ids in ``skip``."""
+        count, size = self.db.execute("SELECT count(*), coalesce(sum(size), 0) FROM st_new").fetchone()
+        for mail_id in skip:
+            row = self.db.execute("SELECT size FROM st_new WHERE mail_id = ?", (mail_id,)).fetchone()
+            if row is not None:
+                count, size = count - 1, size - int(row[0])
+        return int(count), int(size)
+
     def new_mails(self, where: str = "1", params: tuple[object, ...] = ()) -> Iterator[tuple[Mail, str]]:
         cur = self.db.execute(
             "SELECT mail_id, folder_id, kind, size, date, unread, flagged, draft, deleted, refw, "

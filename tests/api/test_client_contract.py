@@ -13,7 +13,14 @@ import pytest
 
 from axsync.api import ApiClient, Capabilities
 from axsync.api.download import vsize_of
-from axsync.errors import AuthError, BadRequest, EndpointMissing, NotFound, TokenRejected
+from axsync.errors import (
+    AuthError,
+    BadRequest,
+    EndpointMissing,
+    MalformedReply,
+    NotFound,
+    TokenRejected,
+)
 from axsync.fake.server import FakeAxigen
 from axsync.model import Mail
 
@@ -353,6 +360,68 @@ def test_conversations(client: ApiClient, fake: FakeAxigen) -> None:
     assert client.get_conversation(biggest.id, token_only=True).sync_token == full.sync_token
     member = biggest.members[0].mail_id
     assert client.mail_conversation(member).id == biggest.id
+
+
+def test_get_conversation_members_and_token(client: ApiClient, fake: FakeAxigen) -> None:
+    """The members are the server's (every folder but Spam and Trash), the token is the
+    conversation's own: it moves when a member changes or one joins, and the token-only call
+    returns the same value as the full read in one request."""
+    convs = fake.mailbox.conversations()
+    cid = max(convs, key=lambda c: (len(convs[c]), c))
+    full = client.get_conversation(cid)
+    assert {m.mail_id for m in full.members} == set(convs[cid]) and full.mail_count == len(convs[cid])
+    assert all(m.folder_id == fake.mailbox.get_mail(m.mail_id).folder_id for m in full.members)
+    before = client.requests
+    only = client.get_conversation(cid, token_only=True)
+    assert client.requests == before + 1 and only.sync_token == full.sync_token and only.members == ()
+    member = fake.mailbox.get_mail(full.members[0].mail_id)
+    fake.mailbox.set_flags(member.id, flagged=not member.flagged)
+    assert client.get_conversation(cid, token_only=True).sync_token != full.sync_token
+    assert client.request_counts["GET /api/v1/conversations/{id}"] >= 3
+
+
+def test_get_conversation_unknown_id_is_not_found(client: ApiClient) -> None:
+    with pytest.raises(NotFound):
+        client.get_conversation("bm9wZQ")
+    with pytest.raises(NotFound):
+        client.get_conversation("bm9wZQ", token_only=True)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html>login</html>",
+        b'{"totalItems": 1, "items": []}',  # no token
+        b'{"syncToken": "t", "totalItems": 1}',  # no member list
+        b'{"syncToken": "t", "totalItems": 1, "items": [{"id": 5}]}',  # a member without an id
+        b'{"syncToken": 7}',
+    ],
+)
+def test_get_conversation_malformed_reply(
+    make_fake: MakeFake, make_client: MakeClient, api_version: str, body: bytes
+) -> None:
+    """A damaged reply from the real server's route is a MalformedReply naming the route,
+    for the full read and the token-only one: never a member list guessed from it."""
+    fake = make_fake(api_version)
+    cid = next(iter(fake.mailbox.conversations()))
+
+    class Damage(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            resp = super().handle_request(request)
+            if request.url.path.startswith("/api/v1/conversations/"):
+                resp.read()
+                return httpx.Response(200, headers={"content-type": "application/json"},
+                                      content=body, request=request)
+            return resp
+
+    client = make_client(fake, transport=Damage())
+    with pytest.raises(MalformedReply, match=r"GET /api/v1/conversations/\{id\}"):
+        client.get_conversation(cid)
+    if b"syncToken" not in body or body.startswith(b'{"syncToken": 7'):
+        with pytest.raises(MalformedReply):
+            client.get_conversation(cid, token_only=True)
+    else:
+        assert client.get_conversation(cid, token_only=True).sync_token == "t"
 
 
 # ---------------------------------------------------------------------------- batch
