@@ -50,8 +50,7 @@ def _collect(part: Message, depth: int, out: _Budget, names: list[str]) -> None:
     ``names``; attached messages contribute their headers and text."""
     m = mm.meta(part)
     if m.maintype == "multipart":
-        payload = part.get_payload()
-        children = [c for c in payload if isinstance(c, Message)] if isinstance(payload, list) else []
+        children = mm.children_of(part)
         if m.subtype == "alternative" and children:
             plain = [c for c in children if mm.meta(c).ctype == "text/plain"]
             children = plain[:1] or children[-1:]

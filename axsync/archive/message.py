@@ -193,10 +193,21 @@ def part_at(msg: Message, index: int) -> Message | None:
     return None
 
 
+def children_of(part: Message) -> list[Message]:
+    """The sub-parts of a multipart (or the message of a ``message/rfc822`` part), else
+    ``[]``. Never calls ``get_payload()`` on a leaf: for a leaf holding 8-bit bytes it
+    decodes them with the part's ``charset`` parameter, and raises for a charset with a
+    NUL (ValueError) or in RFC 2231 form (TypeError) instead of falling back."""
+    if not part.is_multipart():
+        return []
+    payload = part.get_payload()
+    return [c for c in payload if isinstance(c, Message)] if isinstance(payload, list) else []
+
+
 def inner_message(part: Message) -> Message | None:
     """The message attached as a ``message/rfc822`` part, if any."""
-    payload = part.get_payload()
-    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+    payload = children_of(part)
+    if payload:
         return payload[0]
     return None
 
@@ -260,10 +271,9 @@ def _body_candidates(part: Message, prefer: tuple[str, ...], depth: int) -> Iter
         if m.subtype in prefer:
             yield prefer.index(m.subtype), part
         return
-    payload = part.get_payload()
-    if m.maintype != "multipart" or not isinstance(payload, list):
+    if m.maintype != "multipart" or not part.is_multipart():
         return
-    children = [c for c in payload if isinstance(c, Message)]
+    children = children_of(part)
     if m.subtype == "related" and children:
         start = _param(part, "start").strip("<>")
         chosen = next((c for c in children if start and meta(c).content_id == start), children[0])

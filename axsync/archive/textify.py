@@ -69,12 +69,15 @@ def decode_bytes(data: bytes, charset: str | None = None) -> str:
             continue
         try:
             return data.decode(name)
-        except (UnicodeDecodeError, LookupError):
+        except (UnicodeError, LookupError):  # UnicodeError: idna, punycode, undefined...
             continue
     if codec is not None and codec != "cp1252":
         # A multi-byte charset with a few bad sequences beats mojibake.
-        text = data.decode(codec, "replace")
-        if text.count("\ufffd") * 20 < max(len(text), 1):
+        try:
+            text = data.decode(codec, "replace")
+        except (UnicodeError, LookupError):  # a codec without the "replace" handler (idna)
+            text = ""
+        if text and text.count("\ufffd") * 20 < len(text):
             return text
     # Mostly UTF-8 with a few stray bytes (most high bytes form valid sequences)?
     text = data.decode("utf-8", "replace")

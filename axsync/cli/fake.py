@@ -28,6 +28,10 @@ from axsync.fake.knobs import SERVER_VERSIONS, Knobs
               help="Fraction of requests answered 503 with Retry-After.")
 @click.option("--drop-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help="Fraction of replies whose connection is dropped mid-body.")
+@click.option("--spike-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Fraction of requests held --spike-ms longer (latency spikes).")
+@click.option("--spike-ms", default=0.0, show_default=True, type=click.FloatRange(0),
+              help="Milliseconds a latency spike adds.")
 @click.option("--page-size", default=20, show_default=True, type=click.IntRange(1),
               help="Page size when a listing gives no limit.")
 @click.option("--fault-seed", default=0, show_default=True, type=int,
@@ -44,6 +48,8 @@ def fake_server(
     latency_ms: float,
     fail_rate: float,
     drop_rate: float,
+    spike_rate: float,
+    spike_ms: float,
     page_size: int,
     fault_seed: int,
 ) -> None:
@@ -62,6 +68,8 @@ def fake_server(
         latency=latency_ms / 1000,
         fail_rate=fail_rate,
         drop_rate=drop_rate,
+        spike_rate=spike_rate,
+        spike_latency=spike_ms / 1000,
         fault_seed=fault_seed,
     )
 

@@ -2,7 +2,8 @@
 
 Routes live in ``routes_account``, ``routes_mails``, ``routes_conversations`` and ``batch``;
 this module assembles them and adds :class:`FaultLayer`, which sees every request first:
-it counts it (per route template), adds latency, answers 503 + Retry-After, or cuts the
+it counts it (per route template), adds latency and seeded latency spikes, answers 503 +
+Retry-After, or cuts the
 reply body short and lets the server close the connection.
 """
 
@@ -85,9 +86,9 @@ class FaultLayer:
         service = self.service
         knobs = service.knobs
         service.count(self.route_key(scope))
-        if knobs.latency > 0:
-            await asyncio.sleep(knobs.latency)
-        fail, drop = service.draw_faults()
+        fail, drop, spike = service.draw_faults()
+        if knobs.latency > 0 or spike > 0:
+            await asyncio.sleep(knobs.latency + spike)
         if fail:
             headers = {"Retry-After": retry_after_header(knobs.retry_after)}
             reply = error_response(503, "SERVICE_UNAVAILABLE", "try again later", headers)

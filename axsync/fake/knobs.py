@@ -31,6 +31,9 @@ class Knobs:
     retry_after: float = 0.0
     drop_rate: float = 0.0
     latency: float = 0.0
+    #: With probability ``spike_rate`` a request is held ``spike_latency`` more seconds.
+    spike_rate: float = 0.0
+    spike_latency: float = 0.0
     conversation_index: str = "uptodate"
     fault_seed: int = 0
     #: Bumped on every assignment to ``fault_seed`` (even of the same value): the fault

@@ -62,6 +62,11 @@ class Session:
         return self.sorts.get(kind, DEFAULT_SORT)
 
 
+def _spike_rng(seed: int) -> random.Random:
+    """The generator of latency-spike draws for ``fault_seed`` ``seed``."""
+    return random.Random(f"axsync-fake-spikes/{seed}")
+
+
 class Service:
     """Everything the routes share besides the mailbox itself."""
 
@@ -74,6 +79,7 @@ class Service:
         self.counters: dict[str, int] = {}
         self._logins = 0
         self._rng = random.Random(knobs.fault_seed)
+        self._spike_rng = _spike_rng(knobs.fault_seed)
         self._rng_generation = knobs.seed_generation
         self._jobs: dict[str, threading.Timer] = {}
         self._job_count = 0
@@ -89,6 +95,7 @@ class Service:
             self.counters.clear()
             self._logins = self._created = 0
             self._rng = random.Random(self.knobs.fault_seed)
+            self._spike_rng = _spike_rng(self.knobs.fault_seed)
             self._rng_generation = self.knobs.seed_generation
 
     # ------------------------------------------------------------------ counters and faults
@@ -105,16 +112,20 @@ class Service:
         with self._lock:
             self.counters.clear()
 
-    def draw_faults(self) -> tuple[bool, bool]:
-        """(answer 503, drop the reply body) for one request, from the seeded generator."""
+    def draw_faults(self) -> tuple[bool, bool, float]:
+        """(answer 503, drop the reply body, extra seconds of delay) for one request, from
+        the seeded generators. Latency spikes come from their own generator (seeded from
+        ``fault_seed`` too), so switching spikes on does not move the 503s and drops."""
         knobs = self.knobs
         with self._lock:
             if knobs.seed_generation != self._rng_generation:
                 self._rng = random.Random(knobs.fault_seed)
+                self._spike_rng = _spike_rng(knobs.fault_seed)
                 self._rng_generation = knobs.seed_generation
             fail = knobs.fail_rate > 0 and self._rng.random() < knobs.fail_rate
             drop = knobs.drop_rate > 0 and self._rng.random() < knobs.drop_rate
-        return fail, drop
+            spike = knobs.spike_rate > 0 and self._spike_rng.random() < knobs.spike_rate
+        return fail, drop, knobs.spike_latency if spike else 0.0
 
     # ------------------------------------------------------------------ auth
 

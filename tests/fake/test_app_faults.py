@@ -79,3 +79,55 @@ def test_latency_keeps_concurrency(api: Api) -> None:
         thread.join()
     assert len(elapsed) == 6 and min(elapsed) >= 0.4
     assert time.monotonic() - start < 1.5  # six 0.4 s requests overlapped
+
+
+def _spike_pattern(fake: FakeAxigen, count: int) -> list[bool]:
+    """The next ``count`` spike draws after restarting the seed, read off the service."""
+    fake.knobs.fault_seed = fake.knobs.fault_seed
+    return [fake.service.draw_faults()[2] > 0 for _ in range(count)]
+
+
+def test_latency_spikes_hit_the_requests_the_seed_picks(api: Api) -> None:
+    fake = api.fake
+    knobs = fake.knobs
+    knobs.spike_rate, knobs.spike_latency, knobs.fault_seed = 0.25, 0.2, 11
+    expected = _spike_pattern(fake, 40)
+    assert 4 <= sum(expected) <= 18  # about a quarter of the requests
+    assert _spike_pattern(fake, 40) == expected  # the same seed, the same spikes
+    knobs.fault_seed = 12
+    assert _spike_pattern(fake, 40) != expected
+    knobs.fault_seed = 11  # restarts the draws: the 40 requests below see `expected`
+    slow: list[bool] = []
+    for _ in range(40):
+        start = time.monotonic()
+        assert api.request("GET", "/api/").status_code == 200
+        slow.append(time.monotonic() - start >= 0.2)
+    assert all(s for s, e in zip(slow, expected, strict=True) if e), (slow, expected)
+    # a request without a spike is fast (a loaded machine may stall one now and then)
+    assert sum(s for s, e in zip(slow, expected, strict=True) if not e) <= 2, (slow, expected)
+
+
+def test_spikes_do_not_move_the_other_faults(api: Api) -> None:
+    fake = api.fake
+    knobs = fake.knobs
+    knobs.fail_rate, knobs.drop_rate, knobs.fault_seed = 0.3, 0.1, 5
+    plain = [fake.service.draw_faults()[:2] for _ in range(200)]
+    knobs.spike_rate, knobs.spike_latency, knobs.fault_seed = 0.5, 1.0, 5
+    draws = [fake.service.draw_faults() for _ in range(200)]
+    assert [d[:2] for d in draws] == plain
+    assert {d[2] for d in draws} == {0.0, 1.0} and 60 <= sum(d[2] > 0 for d in draws) <= 140
+    knobs.spike_rate = 0.0
+    assert all(fake.service.draw_faults()[2] == 0.0 for _ in range(50))
+
+
+def test_spike_options_on_the_command_line() -> None:
+    from click.testing import CliRunner
+
+    from axsync.cli import cli
+    from axsync.cli.fake import register
+
+    register(cli)
+    runner = CliRunner()
+    help_text = runner.invoke(cli, ["fake-server", "--help"]).output
+    assert "--spike-rate" in help_text and "--spike-ms" in help_text
+    assert runner.invoke(cli, ["fake-server", "--spike-rate", "1.5"]).exit_code == 2
