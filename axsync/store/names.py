@@ -334,11 +334,15 @@ def normalize_flags(flags: str | Iterable[str]) -> str:
 
 def check_unique(unique: str) -> None:
     """Raise UnsafeName unless ``unique`` can start a message file name."""
+    try:
+        encoded = len(unique.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+        raise UnsafeName(f"{unique!r} cannot be a Maildir unique name") from None
     if (
         not unique
         or unique.startswith(".")
         or any(c in unique for c in "/:,\0")
-        or len(unique.encode("utf-8", "surrogateescape")) > MAX_UNIQUE_BYTES
+        or encoded > MAX_UNIQUE_BYTES
     ):
         raise UnsafeName(f"{unique!r} cannot be a Maildir unique name")
 

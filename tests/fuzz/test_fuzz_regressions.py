@@ -51,8 +51,6 @@ def test_decode_bytes_with_codecs_that_refuse(charset: str) -> None:
 # cannot encode a lone surrogate outside U+DC80..U+DCFF, so format_name raises
 # UnicodeEncodeError instead of UnsafeName. Names read from disk never hold such
 # characters (os.fsdecode only yields U+DC80..U+DCFF), so no caller reaches it today.
-@pytest.mark.xfail(strict=True, raises=UnicodeEncodeError,
-                   reason="known: names.check_unique raises UnicodeEncodeError for a lone surrogate")
 def test_format_name_refuses_a_lone_surrogate_with_unsafe_name() -> None:
     with pytest.raises(UnsafeName):
         names.format_name("\ud800", 1, 1, "")
