@@ -271,6 +271,10 @@ class Pusher:
     stop_after: int | None = None  # tests: raise Interrupted after this many steps
     touched_folders: set[str] = field(default_factory=set)
     async_pending: int = 0
+    async_wait: float = 10.0  # seconds a move or delete waits for a 201 job on its mails
+    _async_uids: set[int] = field(default_factory=set)  # in a 201 job not yet waited for
+    accepted_later: dict[int, str] = field(default_factory=dict)  # uid -> mail id, 201 this run
+    _async_folders: set[str] = field(default_factory=set)
     _steps: int = 0
     _by_atom: dict[str, str] | None = None
     _keyword_maps: dict[str, dict[int, str]] = field(default_factory=dict)
@@ -332,6 +336,11 @@ class Pusher:
         plan = self._verified_plan(edits, ctx, plan)
         self._create_folders(plan)
         for batch in plan.batches:
+            if batch.op in _ID_CHANGING and self._async_uids & {m.uid for m in batch.members}:
+                # A 201 job of this run names some of these mails by their current ids; a
+                # move or delete applied before it runs would give them new ids and the
+                # job would skip them. Let it land first.
+                self._await_async()
             self._send(batch)
         self._record_conversation_tokens()
         with self.db.transaction():
@@ -571,8 +580,22 @@ class Pusher:
         if pending:
             self.async_pending += len(ok_members)
             self._record_pending(ok_members, job_key)
+            for m in ok_members:
+                self._async_uids.add(m.uid)
+                self.accepted_later[m.uid] = m.mail_id
+                row = self.db.message_by_uid(m.uid)
+                if row is not None:
+                    self._async_folders.add(row.folder_id)
         else:
             self._apply(batch, ok_members)
+
+    def _await_async(self) -> None:
+        tokens = {f.id: f.content_token for f in self.db.folders()}
+        log.info("waiting for %d change(s) the server accepted for later (201) before moving "
+                 "or deleting those mails", len(self._async_uids))
+        wait_for_async(self.api, set(self._async_folders), tokens, timeout=self.async_wait)
+        self._async_uids.clear()
+        self._async_folders.clear()
 
     @staticmethod
     def _split(batch: Batch, failed: set[str]) -> tuple[list[MailOp], list[MailOp]]:
@@ -669,6 +692,10 @@ def clear_confirmed(db: StateDB, still_changed: set[int]) -> None:
         for (uid,) in db.execute("SELECT DISTINCT uid FROM push_pending").fetchall():
             if uid not in still_changed:
                 db.execute("DELETE FROM push_pending WHERE uid = ?", (uid,))
+
+
+#: Batch ops after which the server knows the mails under other ids (or not at all).
+_ID_CHANGING = frozenset({"mails/move", "mails/delete", "conversations/move", "conversations/delete"})
 
 
 def wait_for_async(api: ApiClient, folders: set[str], tokens: Mapping[str, str | None],
