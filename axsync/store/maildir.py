@@ -33,6 +33,7 @@ from axsync.store.names import (
     folder_dirname,
     folder_path,
     is_safe_dirname,
+    needs_name_record,
     normalize_flags,
     parse_name,
     subscription_name,
@@ -133,8 +134,9 @@ class Store:
     def ensure_folder(self, dirname: str, path: tuple[str, ...] | None = None) -> Path:
         """Create the folder (and the root) if missing: ``cur/ new/ tmp/`` (0700) and, for a
         non-root folder, an empty ``maildirfolder``. With ``path`` given for a name that
-        is not ``folder_dirname(path)`` (a disambiguated name), also write
-        ``axsync-folder-name`` holding the path. Idempotent. Returns the folder dir."""
+        does not decode back to it (:func:`names.needs_name_record`: a disambiguated name,
+        or a ``/`` in a level, stored as ``∕``), also write ``axsync-folder-name`` holding
+        the path. Idempotent. Returns the folder dir."""
         folder = self._folder_path(dirname)
         with _fs(f"cannot create folder {dirname!r}"):
             os.makedirs(self.root, mode=0o700, exist_ok=True)
@@ -148,7 +150,7 @@ class Store:
             if dirname != ROOT:
                 flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW
                 os.close(os.open(folder / MAILDIRFOLDER_FILE, flags, 0o600))
-            if path is not None and dirname != ROOT and folder_dirname(path) != dirname:
+            if path is not None and needs_name_record(dirname, path):
                 record = {"dirname": dirname, "path": list(path)}
                 data = json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
                 name_file = folder / FOLDER_NAME_FILE
@@ -235,7 +237,8 @@ class Store:
         """Replace Dovecot's ``subscriptions`` file at the root (``V\t2\n\n`` then one
         storage name per line, levels joined by TAB). Each item is a directory name as on
         disk, or a folder path: a path is looked up among the folders present that record
-        it in ``axsync-folder-name`` (disambiguated ones), else its plain dirname is used;
+        it in ``axsync-folder-name`` (disambiguated ones, and names with ``/``), else its
+        plain dirname is used;
         a path with neither (a plain name over 255 bytes and no folder) is left out."""
         recorded: dict[tuple[str, ...], str] = {}
         for dirname in self.folders():
@@ -349,6 +352,15 @@ class Store:
         self._subdir(dirname, "tmp")
         folder = self._subdir(dirname, "cur").parent
         return MessageWriter(dirname, folder, self.compression, self.level, unique)
+
+    def sync_cur(self, dirname: str) -> None:
+        """Make the names in the folder's ``cur/`` durable (fsync the directory): the
+        group commit of files written with ``commit(..., sync_dir=False)``. StoreError
+        if it fails (those names may not survive a crash: record nothing for them)."""
+        try:
+            fsync_dir(self._subdir(dirname, "cur"))
+        except OSError as exc:
+            raise StoreError(f"cannot sync {dirname or 'INBOX'}/cur: {exc.strerror}") from exc
 
     def set_flags(self, dirname: str, filename: str, flags: str) -> str:
         """Rename the file to carry ``flags`` (normalized), keeping its base; a file in

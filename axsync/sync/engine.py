@@ -7,11 +7,13 @@ accounts can run side by side and one failing does not stop the others.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from axsync.api import ApiClient
 from axsync.config import Account, resolve_password
@@ -96,11 +98,19 @@ def _push(api: ApiClient, store: Store, db: StateDB, account: Account, options: 
     """Send local changes, then pull the touched folders again to learn the new ids."""
     labels = db.labels()
     by_atom = {atom: lid for lid, (_name, atom) in labels.items()}
+    # detect() streams the listing through the DB: its memory does not grow with the archive.
     changes = detect(db, LocalView.scan(store), by_atom)
+    if not (changes.edits or changes.unknown or changes.adopted):
+        # Nothing to push: no Pusher (its planning context reads every conversation of the
+        # archive), only the pending 201 rows the previous pulls confirmed are cleared.
+        if not options.dry_run:
+            clear_confirmed(db, set())
+        return
     total = db.count_messages("state = 'present'")
     pusher = Pusher(api, store, db, report, conflict_policy=account.conflict,
                     max_delete=account.max_delete.limit(total), force=options.force,
-                    dry_run=options.dry_run, stop_after=options.push_stop_after)
+                    dry_run=options.dry_run, stop_after=options.push_stop_after,
+                    async_wait=options.async_wait)
     plan = pusher.run(changes)
     if options.dry_run:
         return
@@ -118,15 +128,72 @@ def _push(api: ApiClient, store: Store, db: StateDB, account: Account, options: 
         report.pulled.new += confirm.pulled.new
         report.pulled.bytes += confirm.pulled.bytes
         changes = detect(db, LocalView.scan(store), {a: i for i, (_n, a) in db.labels().items()})
+        # A change the server accepted for later (201) and that the confirming pull does not
+        # show applied yet stays pending: the next run confirms it, or sends it again (and
+        # reports it failed after MAX_ATTEMPTS). Said in the report, never silent.
+        waiting = sum(1 for e in changes.edits if e.differs and e.row.uid in pusher.accepted_later)
+        if waiting:
+            report.notes.append(
+                f"{waiting} change(s) accepted by the server for later (HTTP 201) were not "
+                "applied yet when this run ended; the next run confirms them or sends them again")
     clear_confirmed(db, {e.row.uid for e in changes.edits if e.differs})
 
 
-def _index(db: StateDB, store: Store, report: RunReport, progress: Progress) -> None:
+class _IndexAlongside:
+    """Parses what the pull records for the search index in worker processes while the
+    downloads go on (an initial pull of many messages); :func:`_index` finishes the job.
+    A failure here only means the index catches up at the end instead."""
+
+    def __init__(self, db: StateDB, store: Store) -> None:
+        self.db, self.store = db, store
+        self.running: Any = None
+        self.failed = False
+
+    def downloads_started(self, count: int) -> None:
+        if self.running is not None or self.failed:
+            return
+        from axsync.archive.index import SearchIndex
+
+        try:
+            self.running = SearchIndex(self.db, self.store).background(count)
+        except Exception as exc:
+            self._give_up(exc)
+
+    def recorded(self) -> None:
+        if self.running is None:
+            return
+        try:
+            self.running.poke()
+        except Exception as exc:
+            self._give_up(exc)
+
+    def close(self) -> None:
+        if self.running is None:
+            return
+        try:
+            self.running.close()
+        except Exception as exc:
+            self._give_up(exc)
+        self.running = None
+
+    def _give_up(self, exc: Exception) -> None:
+        log.warning("search index alongside the pull stopped (%s); it catches up at the end", exc)
+        self.failed = True
+        if self.running is not None:
+            with contextlib.suppress(Exception):
+                self.running.abort()
+            self.running = None
+
+
+def _index(db: StateDB, store: Store, report: RunReport, progress: Progress,
+           alongside: _IndexAlongside | None = None) -> None:
     """Keep the offline search index in step (only new or changed messages are read)."""
     from axsync.archive.index import SearchIndex
 
     progress.phase("index")
     try:
+        if alongside is not None:
+            alongside.close()
         SearchIndex(db, store).catch_up()
     except AxsyncError as exc:  # the archive is fine; searching is behind until next run
         report.notes.append(f"search index not updated: {exc}")
@@ -155,6 +222,7 @@ def run_account(
     started = time.monotonic()
     api: ApiClient | None = None
     db: StateDB | None = None
+    alongside: _IndexAlongside | None = None
     run_id = None
     try:
         account.maildir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -179,14 +247,17 @@ def run_account(
             unchanged = (account.mode == "sync" and not options.dry_run
                          and _local_unchanged(db, dir_fingerprint(store), now))
             if not options.push_only:
-                Puller(api, store, db, pull_opts, report, progress).run()
+                puller = Puller(api, store, db, pull_opts, report, progress)
+                if not options.dry_run:
+                    alongside = puller.observer = _IndexAlongside(db, store)
+                puller.run()
             if account.mode == "sync" and not options.pull_only:
                 if not unchanged or options.push_only:
                     _push(api, store, db, account, options, report, pull_opts)
                 if not options.dry_run:
                     _record_fingerprint(db, store, report, not unchanged or options.push_only, now)
             if not options.dry_run:
-                _index(db, store, report, progress)
+                _index(db, store, report, progress, alongside)
             if report.failures:
                 report.exit_code = PartialFailure.exit_code
     except AxsyncError as exc:
@@ -198,6 +269,8 @@ def run_account(
         report.fatal = f"internal error: {exc.__class__.__name__}: {exc}"
         report.exit_code = exit_code_for(exc)
     finally:
+        if alongside is not None:
+            alongside.close()  # after a failure: keep what was parsed, stop the workers
         progress.close()
         if api is not None:
             report.requests = api.requests

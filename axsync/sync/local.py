@@ -3,17 +3,24 @@
 Only directory listings are read, except for files that have no state row: those are hashed
 once, so a file Dovecot re-wrote under its own name (IMAP MOVE/COPY with hardlinks, dsync)
 is recognised by content and adopted instead of being uploaded or lost.
+
+Memory stays flat whatever the archive size: the listing is streamed into a TEMP table of
+the state DB connection (batches of ``BATCH`` rows) and compared with ``messages`` by SQL
+joins read through cursors. Only the results (edits, unknown files, adoptions: what
+changed) are held in Python.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from axsync.errors import AxsyncError
-from axsync.statedb import MessageRow, StateDB
+from axsync.errors import AxsyncError, StateError
+from axsync.statedb import _MESSAGE_COLUMNS, MessageRow, StateDB, _message
 from axsync.store import LocalFile, Store
 from axsync.store.keywords import atom_to_label, keywords_of, read_keywords
 
@@ -31,25 +38,23 @@ class LocalState:
 
 @dataclass
 class LocalView:
-    """Every message file of the archive by base name, plus per-folder keyword maps."""
+    """The archive's message files, plus a cache of per-folder keyword maps (small: one
+    per folder). Nothing is listed here: :func:`detect` streams :meth:`files` into the
+    state DB, so no per-message object outlives its comparison."""
 
     store: Store
-    files: dict[str, LocalFile] = field(default_factory=dict)
-    # Further files with a base already seen: Dovecot's COPY to another folder links the
-    # file there under the same name (maildir_copy_with_hardlinks), so a base can occur
-    # in several folders.
-    copies: list[LocalFile] = field(default_factory=list)
     _keywords: dict[str, dict[int, str]] = field(default_factory=dict)
 
     @classmethod
     def scan(cls, store: Store) -> LocalView:
-        view = cls(store)
-        for f in store.scan():
-            if f.base in view.files:
-                view.copies.append(f)
-            else:
-                view.files[f.base] = f
-        return view
+        """A view of ``store`` for :func:`detect` (which does the listing, once)."""
+        return cls(store)
+
+    def files(self) -> Iterator[LocalFile]:
+        """Every message file, from directory listings only, one at a time. Several files
+        may carry one base: Dovecot's COPY to another folder links the file there under
+        the same name (maildir_copy_with_hardlinks)."""
+        return self.store.scan()
 
     def keywords(self, dirname: str) -> dict[int, str]:
         mapping = self._keywords.get(dirname)
@@ -137,39 +142,134 @@ class LocalChanges:
     adopted: list[tuple[MessageRow, LocalFile]] = field(default_factory=list)
 
 
+BATCH = 2000  # listing rows per executemany (and per TEMP-table transaction)
+FETCH = 1000  # rows per cursor fetch
+
+# The listing of one detect() call, in scan order (``seq``). Dropped when detect() ends.
+_FILES_TABLE = """
+CREATE TEMP TABLE lv_files (
+    seq INTEGER PRIMARY KEY, base TEXT NOT NULL, dirname TEXT NOT NULL, subdir TEXT NOT NULL,
+    filename TEXT NOT NULL, flags TEXT NOT NULL, size INTEGER, vsize INTEGER
+)"""
+_FILE_COLUMNS = "f.dirname, f.subdir, f.filename, f.base, f.flags, f.size, f.vsize"
+_ROW_COLUMNS = ", ".join(f"m.{c.strip()}" for c in _MESSAGE_COLUMNS.split(","))
+_NCOLS = len(_MESSAGE_COLUMNS.split(","))
+
+# Every present row with the files carrying its base (none: f.* NULL), rows by uid, files
+# in scan order. The LEFT JOIN keeps ``messages`` as the outer loop: read in uid (rowid)
+# order, each base looked up in the index, no sort.
+_ROWS_WITH_FILES = f"""
+SELECT {_ROW_COLUMNS}, {_FILE_COLUMNS}
+FROM messages m LEFT JOIN lv_files f ON f.base = m.base
+WHERE m.state = 'present'
+ORDER BY m.uid, f.seq"""
+
+# Files whose base has no row, or only a tombstoned one (no server copy either), in the order
+# the in-memory version reported them: first files of each base in scan order, then the
+# further files (copies) grouped by base in the order their first copy was listed.
+_STRAYS = f"""
+WITH s AS (
+    SELECT f.*, row_number() OVER win AS rn, nth_value(f.seq, 2) OVER win AS second
+    FROM lv_files f
+    WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.base = f.base AND m.state != 'tombstoned')
+    WINDOW win AS (PARTITION BY f.base ORDER BY f.seq
+                   ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+)
+SELECT {_FILE_COLUMNS} FROM s AS f
+ORDER BY f.rn > 1, CASE WHEN f.rn = 1 THEN f.seq ELSE f.second END, f.seq"""
+
+
+def _local_file(values: Sequence[Any]) -> LocalFile:
+    dirname, subdir, filename, base, flags, size, vsize = values
+    return LocalFile(dirname, subdir, filename, base, flags, size, vsize)
+
+
+def _fetch(cur: sqlite3.Cursor) -> Iterator[Sequence[Any]]:
+    try:
+        while rows := cur.fetchmany(FETCH):
+            yield from rows
+    except sqlite3.Error as exc:
+        raise StateError(f"state DB query failed: {exc}") from exc
+
+
+def _load(db: StateDB, files: Iterable[LocalFile]) -> None:
+    """Stream the listing into ``lv_files``, ``BATCH`` rows per transaction."""
+    db.execute("DROP TABLE IF EXISTS temp.lv_files")
+    db.execute(_FILES_TABLE)
+    insert = "INSERT INTO lv_files (base, dirname, subdir, filename, flags, size, vsize) VALUES (?,?,?,?,?,?,?)"
+    batch: list[tuple[object, ...]] = []
+
+    def flush() -> None:
+        try:
+            db.conn.execute("SAVEPOINT lv_load")
+            try:
+                db.conn.executemany(insert, batch)
+            except BaseException:
+                db.conn.execute("ROLLBACK TO lv_load")
+                db.conn.execute("RELEASE lv_load")
+                raise
+            db.conn.execute("RELEASE lv_load")
+        except sqlite3.Error as exc:
+            raise StateError(f"state DB write failed: {exc}") from exc
+        batch.clear()
+
+    for f in files:
+        batch.append((f.base, f.dirname, f.subdir, f.filename, f.flags, f.size, f.vsize))
+        if len(batch) >= BATCH:
+            flush()
+    if batch:
+        flush()
+    # Indexed after loading (cheaper than maintaining it row by row).
+    db.execute("CREATE INDEX temp.lv_files_base ON lv_files(base, seq)")
+
+
 def detect(db: StateDB, view: LocalView, by_atom: Mapping[str, str]) -> LocalChanges:
     """Compare every present row with the file that carries its base name.
 
     Several files with one base (a copy made by Dovecot into another folder): the one in
     the row's folder is the message, the others are copies with no server mail of their
     own (kept and reported like any unknown file). A row without a file may be a file
-    another program re-wrote under a new name: adopted when its content matches."""
+    another program re-wrote under a new name: adopted when its content matches.
+
+    The listing goes to a TEMP table and the comparison is done by SQL joins over cursors,
+    so memory does not grow with the archive (only with what changed)."""
+    try:
+        _load(db, view.files())
+        return _detect(db, view, fold_labels(by_atom))
+    finally:
+        db.execute("DROP TABLE IF EXISTS temp.lv_files")
+
+
+def _detect(db: StateDB, view: LocalView, folded: Mapping[str, str]) -> LocalChanges:
     out = LocalChanges()
-    folded = fold_labels(by_atom)
-    files = dict(view.files)
-    copies: dict[str, list[LocalFile]] = {}
-    for c in view.copies:
-        copies.setdefault(c.base, []).append(c)
-    missing: list[MessageRow] = []
-    for row in db.messages_where("state = 'present'"):
-        f = files.pop(row.base, None)
-        if f is None:
-            missing.append(row)
-            continue
-        others = copies.pop(row.base, None)
-        if others:
-            candidates = [f, *others]
-            f = next((c for c in candidates if c.dirname == row.dirname), f)
-            out.unknown.extend(c for c in candidates if c is not f)
+    missing: dict[int, MessageRow] = {}  # uid -> row whose file is gone, in uid order
+    row: MessageRow | None = None
+    candidates: list[LocalFile] = []
+
+    def settle() -> None:
+        if row is None:
+            return
+        if not candidates:
+            missing[row.uid] = row
+            return
+        f = next((c for c in candidates if c.dirname == row.dirname), candidates[0])
+        out.unknown.extend(c for c in candidates if c is not f)
         _compare(row, f, view, folded, out)
+
+    for values in _fetch(db.execute(_ROWS_WITH_FILES)):
+        uid = values[0]
+        if row is None or row.uid != uid:
+            settle()
+            row, candidates = _message(values[:_NCOLS]), []
+        if values[_NCOLS] is not None:  # f.dirname: a file carries the row's base
+            candidates.append(_local_file(values[_NCOLS:]))
+    settle()
     # A file whose row is tombstoned (its mail is gone from the server) has no server copy
     # either: it is reported with the unknown files, never silently ignored.
-    known = {b for (b,) in db.execute("SELECT base FROM messages WHERE state != 'tombstoned'").fetchall()}
-    strays = [f for b, f in files.items() if b not in known]
-    strays += [c for b, cs in copies.items() if b not in known for c in cs]
+    strays = [_local_file(v) for v in _fetch(db.execute(_STRAYS))]
     if strays and missing:
         by_content: dict[tuple[str, int], list[MessageRow]] = {}
-        for r in missing:
+        for r in missing.values():
             by_content.setdefault((r.sha256, r.size), []).append(r)
         for f in strays:
             try:
@@ -184,12 +284,12 @@ def detect(db: StateDB, view: LocalView, by_atom: Mapping[str, str]) -> LocalCha
             match = next((r for r in rows if r.dirname == f.dirname), rows[0])
             rows.remove(match)
             out.adopted.append((match, f))
-            missing.remove(match)
+            del missing[match.uid]
             _compare(match, f, view, folded, out, force=True)
     else:
         out.unknown.extend(strays)
-    for row in missing:
-        out.edits.append(Edit(row, None))
+    for r in missing.values():
+        out.edits.append(Edit(r, None))
     return out
 
 

@@ -1,0 +1,65 @@
+"""The search index is built alongside an initial pull: pages of recorded messages are
+parsed in worker processes while the downloads go on; the run's end indexes the rest.
+The index must come out the same as one built afterwards in this process alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from axsync.archive import index as index_module
+from axsync.archive.index import SearchIndex
+from axsync.statedb import StateDB
+from axsync.store import Store
+from axsync.sync import engine
+
+from .conftest import MakeEnv
+
+
+def _dump(db: StateDB) -> tuple[list[tuple[object, ...]], ...]:
+    return (db.execute("SELECT rowid, * FROM search_fts ORDER BY rowid").fetchall(),
+            db.execute("SELECT uid, sha256, has_attachment, sent_date, error FROM search_docs "
+                       "ORDER BY uid").fetchall(),
+            db.execute("SELECT msgid, uid FROM search_refs ORDER BY msgid, uid").fetchall())
+
+
+@pytest.mark.parametrize("api", ["10.4", "10.6"])
+def test_initial_pull_indexes_alongside(make_env: MakeEnv, api: str, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(index_module, "PARALLEL_MIN", 20)
+    monkeypatch.setattr(index_module, "_BATCH_MESSAGES", 25)
+    monkeypatch.setattr(index_module, "default_workers", lambda: 2)
+    started: list[int] = []
+    pokes: list[int] = []
+    original = engine._IndexAlongside
+
+    class Watched(original):  # type: ignore[misc, valid-type]
+        def downloads_started(self, count: int) -> None:
+            started.append(count)
+            super().downloads_started(count)
+
+        def recorded(self) -> None:
+            super().recorded()
+            if self.running is not None:
+                pokes.append(self.running._feeder.queued)  # handed to the workers
+
+    monkeypatch.setattr(engine, "_IndexAlongside", Watched)
+    env = make_env(api, messages=150)
+    report = env.ok()
+    assert started and started[0] == report.pulled.new > 100
+    assert pokes and max(pokes) >= 25, "no page was parsed alongside the downloads"
+    db = StateDB.open(env.db_path)
+    try:
+        index = SearchIndex(db, Store(env.maildir), workers=1)
+        assert index.pending() == 0
+        alongside = _dump(db)
+        assert len(alongside[1]) == report.pulled.new
+        with db.transaction():
+            for table in ("search_fts", "search_docs", "search_refs"):
+                db.execute(f"DELETE FROM {table}")
+        index.catch_up()
+        assert _dump(db) == alongside
+    finally:
+        db.close()
+    assert env.ok().pulled.new == 0
