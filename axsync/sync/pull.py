@@ -1075,22 +1075,22 @@ class Puller:
     def _adopt(self, mail: Mail, dirname: str, unique: str, letters: str) -> Any:
         """A file written by a killed run (no state row yet): verify and adopt it, with the
         mail's flags as they are now (they may have changed since it was written)."""
-        index = self._local.get(dirname)
-        if index is None:
-            self._local_name(dirname, "", "")
-            index = self._local[dirname]
         by_unique = self._uniques.get(dirname)
         if by_unique is None:
-            # Built once per folder (a scan per mail made initial pulls quadratic). Files
-            # added later in this run are downloads that already have a state row.
+            # Built once per folder from one listing (a scan per mail made initial pulls
+            # quadratic). Files added later in this run are downloads that already have a
+            # state row. The folder's name index (_local) is not loaded for this: during a
+            # pull it would grow with every download (memory of a 100k pull).
             by_unique = {}
-            for known in index:
+            listing = self._local.get(dirname)
+            bases = listing.keys() if listing is not None else (f.base for f in self.store.scan_folder(dirname))
+            for known in bases:
                 by_unique.setdefault(known.split(",", 1)[0], []).append(known)
             self._uniques[dirname] = by_unique
         for base in by_unique.get(unique, ()):
-            if base not in index:
+            if self._local_name(dirname, base, "") is None:  # rare: a killed run's file
                 continue
-            subdir, filename = index[base]
+            subdir, filename = self._local[dirname][base]
             if self.db.message_by_base(base) is not None:
                 return None
             data_sha, size, vsize = self.store.digest(dirname, subdir, filename)

@@ -283,7 +283,10 @@ class Pusher:
     _checked: dict[str, ConversationCheck] = field(default_factory=dict)  # confirmed by the server
     _conv_sent: dict[str, bool] = field(default_factory=dict)  # cid -> every batch applied at once
 
-    def context(self) -> PushContext:
+    def context(self, edits: Sequence[Edit] | None = None) -> PushContext:
+        """The planner's view of the archive. With ``edits``, only the conversations those
+        touch are loaded (a conversation no edited mail belongs to cannot be changed as a
+        whole): memory follows the change, not the archive."""
         every = [f for f in self.db.folders() if f.state == "present"]
         folders = [f for f in every if not f.excluded]
         members: dict[str, set[int]] = defaultdict(set)
@@ -291,10 +294,17 @@ class Pusher:
         # folders this archive excludes (it does not know them): with such folders, mails
         # are only ever changed one by one.
         if not any(f.excluded and f.role not in OUTSIDE_CONVERSATIONS for f in every):
-            for cid, uid in self.db.execute(
-                "SELECT conversation_id, uid FROM messages WHERE state='present' AND conversation_id IS NOT NULL"
-            ).fetchall():
-                members[cid].add(uid)
+            sql = "SELECT conversation_id, uid FROM messages WHERE state='present' AND conversation_id IS NOT NULL"
+            if edits is None:
+                for cid, uid in self.db.execute(sql).fetchall():
+                    members[cid].add(uid)
+            else:
+                wanted = sorted({e.row.conversation_id for e in edits if e.row.conversation_id})
+                for start in range(0, len(wanted), 500):
+                    chunk = wanted[start:start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    for cid, uid in self.db.execute(f"{sql} AND conversation_id IN ({marks})", chunk).fetchall():
+                        members[cid].add(uid)
         labels = self.db.labels()
         return PushContext(
             {f.dirname: f.id for f in folders}, {f.id: f.role for f in folders},
@@ -310,7 +320,7 @@ class Pusher:
             self.report.notes.append(
                 f"{len(changes.unknown)} local file(s) have no server copy; they are kept. The REST "
                 "API cannot upload raw mail: use `axsync restore --imap` to put them on a server")
-        ctx = self.context()
+        ctx = self.context(changes.edits)
         plan = plan_push(changes.edits, ctx)
         total = self.db.count_messages("state = 'present'")
         check = check_deletions(plan.deletions, total, self.max_delete, self.force)
@@ -331,7 +341,7 @@ class Pusher:
             created = self._create_labels(plan)
             if created:
                 edits = [_with_new_labels(e, created) for e in changes.edits]
-                ctx = self.context()
+                ctx = self.context(edits)
                 plan = plan_push(edits, ctx)
         plan = self._verified_plan(edits, ctx, plan)
         self._create_folders(plan)
