@@ -246,6 +246,10 @@ def run_account(
             now = int(time.time())
             unchanged = (account.mode == "sync" and not options.dry_run
                          and _local_unchanged(db, dir_fingerprint(store), now))
+            # A first sync into an empty archive: everything in it at the end was written
+            # by this run, so it counts as a scan (the next run need not list everything).
+            fresh = (unchanged and db.count_messages("state = 'present'") == 0
+                     and next(iter(store.scan()), None) is None)
             if not options.push_only:
                 puller = Puller(api, store, db, pull_opts, report, progress)
                 if not options.dry_run:
@@ -255,7 +259,8 @@ def run_account(
                 if not unchanged or options.push_only:
                     _push(api, store, db, account, options, report, pull_opts)
                 if not options.dry_run:
-                    _record_fingerprint(db, store, report, not unchanged or options.push_only, now)
+                    _record_fingerprint(db, store, report,
+                                        not unchanged or options.push_only or fresh, now)
             if not options.dry_run:
                 _index(db, store, report, progress, alongside)
             if report.failures:

@@ -690,8 +690,16 @@ class Puller:
         self._local.pop(dirname, None)
 
     def _local_name(self, dirname: str, base: str, fallback: str) -> str | None:
-        """Current file name of ``base`` (Dovecot or a mail client may have renamed it)."""
+        """Current file name of ``base`` (Dovecot or a mail client may have renamed it).
+        ``fallback``: the name on record; when it is still in ``cur/``, that is the answer
+        without listing the folder (a folder's name index grows with the folder)."""
         index = self._local.get(dirname)
+        if index is None and fallback and fallback.rpartition(":2,")[0] == base:
+            try:
+                if self.store.path_of(dirname, "cur", fallback).is_file():
+                    return fallback
+            except AxsyncError:
+                pass
         if index is None:
             index = {f.base: (f.subdir, f.filename) for f in self.store.scan_folder(dirname)}
             self._local[dirname] = index

@@ -226,8 +226,12 @@ starttls = no
     return cfg
 
 
+AXSYNC_CONCURRENCY: int | None = None  # --axsync-concurrency; None: the account default (8)
+
+
 def axsync_config(work: Path, url: str) -> Path:
     cfg = work / "axsync.toml"
+    extra = f"concurrency = {AXSYNC_CONCURRENCY}\n" if AXSYNC_CONCURRENCY else ""
     cfg.write_text(f"""\
 [accounts.bench]
 server = "{url}"
@@ -236,7 +240,7 @@ maildir = "{work / 'axsync-mail'}"
 password_command = "printf %s {PASSWORD}"
 mode = "sync"
 exclude = []
-""", "utf-8")
+{extra}""", "utf-8")
     return cfg
 
 
@@ -428,6 +432,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--sizes", default="1000,10000", help="comma-separated message counts")
     p.add_argument("--latencies", default="0,20", help="added round-trip times in ms")
     p.add_argument("--tools", default=",".join(TOOLS))
+    p.add_argument("--axsync-concurrency", type=int, default=None,
+                   help="connections axsync uses (default: the account default, 8)")
     p.add_argument("--repeat", type=int, default=3, help="initial and no-change runs per tool")
     p.add_argument("--seed", type=int, default=SEED)
     p.add_argument("--out", type=Path, default=Path("peers-results.json"))
@@ -437,6 +443,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.sizes = [int(s) for s in args.sizes.split(",") if s]
     args.latencies = [float(s) for s in args.latencies.split(",") if s]
     args.tools = [t for t in args.tools.split(",") if t]
+    global AXSYNC_CONCURRENCY
+    AXSYNC_CONCURRENCY = args.axsync_concurrency
     unknown = set(args.tools) - set(TOOLS)
     if unknown:
         p.error(f"unknown tools: {', '.join(sorted(unknown))}")
