@@ -22,6 +22,7 @@ from axsync.mutf7 import mutf7_decode
 from axsync.store import Store
 from axsync.store.maildir import FOLDER_NAME_FILE
 from axsync.store.names import (
+    MAX_NAME_BYTES,
     SLASH_LOOKALIKE,
     assign_dirname,
     fold_key,
@@ -141,7 +142,9 @@ def test_a_slash_folder_never_shares_a_directory_with_its_look_alike_twin(path: 
         a = assign_dirname(first, taken)
         taken[a] = first
         b = assign_dirname(second, taken)
-        assert a == folder_dirname(first)  # the first one assigned keeps the plain name
+        plain = folder_dirname(first)
+        if len(plain.encode("utf-8")) <= MAX_NAME_BYTES:  # else shortened, whatever the order
+            assert a == plain  # the first one assigned keeps the plain name
         assert fold_key(a) != fold_key(b) and re.search(r"~[0-9a-f]{12}(-\d+)?$", b)
         assert is_safe_dirname(b) and is_canonical_dirname(b)
 
