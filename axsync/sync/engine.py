@@ -119,7 +119,10 @@ def _push(api: ApiClient, store: Store, db: StateDB, account: Account, options: 
             tokens = {f.id: f.content_token for f in db.folders()}
             wait_for_async(api, pusher.touched_folders, tokens, timeout=options.async_wait)
         confirm = RunReport(account=report.account, mode=report.mode, run_id=report.run_id)
-        Puller(api, store, db, pull_opts, confirm, NullProgress()).run()
+        # The names the scan saw: a file renamed here whose change is still pending keeps
+        # its old name in the row, and a missed name makes the pull list the folder.
+        hints = {e.row.base: e.file.filename for e in changes.edits if e.file is not None}
+        Puller(api, store, db, pull_opts, confirm, NullProgress(), name_hints=hints).run()
         report.failures.extend(confirm.failures)
         report.notes.extend(confirm.notes)
         report.conflicts += confirm.conflicts

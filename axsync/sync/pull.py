@@ -167,6 +167,9 @@ class Puller:
     #: Told how many downloads start, and after every batch of rows recorded (outside any
     #: transaction): the engine's search index parses them meanwhile in other processes.
     observer: DownloadObserver | None = None
+    #: base -> a file name it may have now (the push's scan saw it), tried like the name on
+    #: record before a folder is listed.
+    name_hints: dict[str, str] = field(default_factory=dict)
 
     # ================================================================ entry point
 
@@ -694,12 +697,15 @@ class Puller:
         ``fallback``: the name on record; when it is still in ``cur/``, that is the answer
         without listing the folder (a folder's name index grows with the folder)."""
         index = self._local.get(dirname)
-        if index is None and fallback and fallback.rpartition(":2,")[0] == base:
-            try:
-                if self.store.path_of(dirname, "cur", fallback).is_file():
-                    return fallback
-            except AxsyncError:
-                pass
+        if index is None:
+            for name in (fallback, self.name_hints.get(base)):
+                if not name or name.rpartition(":2,")[0] != base:
+                    continue
+                try:
+                    if self.store.path_of(dirname, "cur", name).is_file():
+                        return name
+                except AxsyncError:
+                    pass
         if index is None:
             index = {f.base: (f.subdir, f.filename) for f in self.store.scan_folder(dirname)}
             self._local[dirname] = index
