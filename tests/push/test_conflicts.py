@@ -35,7 +35,13 @@ def conflicts_table(env: PushEnv) -> list[dict[str, object]]:
         return db.conflicts(100)
 
 
-@pytest.mark.parametrize("policy", ["server", "local"])
+#: What each policy resolves a conflict to (newest: move-vs-move as server, delete-vs-move as
+#: local, the local deletion being the newer event; docs/usage.md).
+MOVE_WINNER = {"server": "server", "local": "local", "newest": "server"}
+DELETE_WINNER = {"server": "server", "local": "local", "newest": "local"}
+
+
+@pytest.mark.parametrize("policy", ["server", "local", "newest"])
 def test_move_vs_move(make_env: MakeEnv, api_version: str, policy: str) -> None:
     env = make_env(api_version, messages=16, conflict=policy)
     m = first(env, ("INBOX",))
@@ -45,14 +51,15 @@ def test_move_vs_move(make_env: MakeEnv, api_version: str, policy: str) -> None:
     env.record_downloads()
     report = env.ok()
     assert report.conflicts == 1, report.to_json()
-    winner = ("Archive",) if policy == "server" else ("Work",)
+    resolution = MOVE_WINNER[policy]
+    winner = ("Archive",) if resolution == "server" else ("Work",)
     assert env.server()[m.msgid].path == winner
     assert env.local()[m.msgid].folder == winner
     assert env.downloads == []  # moved, never fetched again
     rows = conflicts_table(env)
     assert len(rows) == 1
     row = rows[0]
-    assert row["field"] == "folder" and row["resolution"] == policy
+    assert row["field"] == "folder" and row["resolution"] == resolution
     assert row["local"] == ".Work" and row["server"] == ".Archive", row
     assert row["run_id"] == report.run_id
     env.check()
@@ -62,11 +69,11 @@ def test_move_vs_move(make_env: MakeEnv, api_version: str, policy: str) -> None:
     assert out.returncode == 0, out.stderr
     status = json.loads(out.stdout)
     assert [c["field"] for c in status["conflicts"]] == ["folder"]
-    assert status["conflicts"][0]["resolution"] == policy
+    assert status["conflicts"][0]["resolution"] == resolution
 
 
 @pytest.mark.parametrize("new_ids", [True, False], ids=["ids-change", "same-id"])
-@pytest.mark.parametrize("policy", ["server", "local"])
+@pytest.mark.parametrize("policy", ["server", "local", "newest"])
 def test_delete_vs_move(make_env: MakeEnv, api_version: str, policy: str, new_ids: bool) -> None:
     env = make_env(api_version, messages=16, conflict=policy, knobs={"ids_change_on_move": new_ids})
     m = first(env, ("INBOX",))
@@ -76,9 +83,10 @@ def test_delete_vs_move(make_env: MakeEnv, api_version: str, policy: str, new_id
     report = env.ok()
     assert report.conflicts == 1, report.to_json()
     rows = conflicts_table(env)
+    resolution = DELETE_WINNER[policy]
     assert [(r["field"], r["local"], r["server"], r["resolution"]) for r in rows] == [
-        ("delete", "deleted", "moved", policy)]
-    if policy == "server":  # the move wins: the mail is back, in Work, on both sides
+        ("delete", "deleted", "moved", resolution)]
+    if resolution == "server":  # the move wins: the mail is back, in Work, on both sides
         assert env.server()[m.msgid].path == ("Work",)
         assert env.local()[m.msgid].folder == ("Work",)
     else:  # the deletion wins: deleted on the server (into Trash), wherever it moved
