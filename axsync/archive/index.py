@@ -139,7 +139,8 @@ class SearchIndex:
     def _pool(self) -> ProcessPoolExecutor | None:
         try:
             # spawn, not fork: this process has threads (downloads, other accounts).
-            return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_worker_init, initargs=(os.getpid(),))
         except (OSError, ValueError) as exc:
             log.info("search index: no worker processes (%s); parsing here", exc)
             return None
@@ -320,6 +321,23 @@ def _read(store: Store, locator: Locator, max_bytes: int, row: _Pending) -> tupl
 
 def _entry(doc: Doc, error: str | None) -> Entry:
     return doc.columns(), doc.has_attachment, doc.sent_date, doc.refs, error
+
+
+def _worker_init(parent: int) -> None:
+    """In a worker process: die with the parent. A run killed with SIGKILL (a timeout, the
+    OOM killer) must not leave parsers behind: Linux delivers SIGKILL to this process when
+    the thread that started it ends (PR_SET_PDEATHSIG); the engine always stops the
+    workers before that thread goes on to anything else."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the pipe to the parent still ends it
+        pass
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(0)
 
 
 def _parse_page(root: str, compression: str, max_bytes: int, rows: list[_Pending]) -> list[Entry]:

@@ -204,3 +204,49 @@ def test_a_broken_worker_pool_falls_back_to_parsing_here(
     pending = index.pending()
     assert index.catch_up() == pending and index.pending() == 0
     db.close()
+
+
+_OWNER = """
+import os, sys, time
+from axsync.archive.index import SearchIndex
+index = SearchIndex.__new__(SearchIndex)
+index.workers = 2
+pool = index._pool()
+pids = {pool.submit(os.getpid).result() for _ in range(8)}
+print(" ".join(map(str, sorted(pids))), flush=True)
+time.sleep(60)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs Linux /proc")
+def test_workers_die_with_a_killed_run(tmp_path: Path) -> None:
+    """A run killed with SIGKILL (a timeout, the OOM killer) leaves no parser behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER], stdout=subprocess.PIPE, text=True,
+                             cwd=tmp_path)
+    try:
+        assert owner.stdout is not None
+        pids = [int(p) for p in owner.stdout.readline().split()]
+        assert pids and all(_alive(p) for p in pids)
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(10)
+        deadline = time.monotonic() + 10
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in pids), "worker processes outlived the killed run"
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait(10)
