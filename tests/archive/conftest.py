@@ -196,6 +196,22 @@ def _store_mail(db: StateDB, store: Store, built: Built, mail: Mail, conv: str |
     })
 
 
+def index_dump(db: StateDB) -> tuple[list[tuple[object, ...]], ...]:
+    """The search index's content (FTS rows, documents, references), to compare two builds."""
+    return (
+        db.execute("SELECT rowid, * FROM search_fts ORDER BY rowid").fetchall(),
+        db.execute("SELECT uid, sha256, has_attachment, sent_date, error FROM search_docs "
+                   "ORDER BY uid").fetchall(),
+        db.execute("SELECT msgid, uid FROM search_refs ORDER BY msgid, uid").fetchall(),
+    )
+
+
+def clear_index(db: StateDB) -> None:
+    with db.transaction():
+        for table in ("search_fts", "search_docs", "search_refs"):
+            db.execute(f"DELETE FROM {table}")
+
+
 def compression_of(store: Store) -> str:
     return str(store.compression)
 

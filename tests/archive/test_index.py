@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from archive.conftest import Built, Mail, build_archive, corpus_mails, make_mail, sample_mails
+from archive.conftest import (
+    Built,
+    Mail,
+    build_archive,
+    clear_index,
+    corpus_mails,
+    index_dump,
+    make_mail,
+    sample_mails,
+)
 from axsync.archive import index as index_module
 from axsync.archive.index import SearchIndex
 from axsync.statedb import StateDB
@@ -125,15 +134,6 @@ def test_big_messages_are_read_up_to_the_limit(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------ parsing in worker processes
 
-def _index_dump(db: StateDB) -> tuple[list[tuple[object, ...]], ...]:
-    return (
-        db.execute("SELECT rowid, * FROM search_fts ORDER BY rowid").fetchall(),
-        db.execute("SELECT uid, sha256, has_attachment, sent_date, error FROM search_docs "
-                   "ORDER BY uid").fetchall(),
-        db.execute("SELECT msgid, uid FROM search_refs ORDER BY msgid, uid").fetchall(),
-    )
-
-
 def _mixed_archive(tmp_path: Path) -> Built:
     """Generated mail plus the hostile samples, one file deleted and one corrupted."""
     built = build_archive(tmp_path, [*corpus_mails(90, seed=4)[0], *sample_mails().values()],
@@ -150,15 +150,13 @@ def test_worker_processes_index_exactly_what_this_process_would(
     db = StateDB.open(built.db_path)
     pending = SearchIndex(db, Store(built.maildir)).pending()
     assert SearchIndex(db, Store(built.maildir), workers=1).catch_up() == pending
-    serial = _index_dump(db)
-    with db.transaction():
-        for table in ("search_fts", "search_docs", "search_refs"):
-            db.execute(f"DELETE FROM {table}")
+    serial = index_dump(db)
+    clear_index(db)
     monkeypatch.setattr(index_module, "PARALLEL_MIN", 10)
     calls: list[int] = []
     assert SearchIndex(db, Store(built.maildir), workers=2).catch_up(progress=calls.append) == pending
     assert sum(calls) == pending and len(calls) >= 1
-    assert _index_dump(db) == serial
+    assert index_dump(db) == serial
     errors = [r[4] for r in serial[1] if r[4]]
     assert "file missing" in errors and any(e.startswith("unreadable") for e in errors)
     db.close()
@@ -182,12 +180,10 @@ def test_index_alongside_a_pull_then_the_rest_at_the_end(
     running.close()  # waits for the rest of what was handed out and writes it
     assert running.indexed % 20 == 0 and 4 * 20 <= running.indexed <= 20 * (pending // 20)
     assert index.catch_up() == pending - running.indexed
-    indexed = _index_dump(db)
-    with db.transaction():
-        for table in ("search_fts", "search_docs", "search_refs"):
-            db.execute(f"DELETE FROM {table}")
+    indexed = index_dump(db)
+    clear_index(db)
     SearchIndex(db, Store(built.maildir), workers=1).catch_up()
-    assert _index_dump(db) == indexed
+    assert index_dump(db) == indexed
     assert SearchIndex(db, Store(built.maildir), workers=2).background(expected=5) is None
     db.close()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from archive.conftest import clear_index, index_dump
 
 from axsync.archive import index as index_module
 from axsync.archive.index import SearchIndex
@@ -15,13 +16,6 @@ from axsync.store import Store
 from axsync.sync import engine
 
 from .conftest import MakeEnv
-
-
-def _dump(db: StateDB) -> tuple[list[tuple[object, ...]], ...]:
-    return (db.execute("SELECT rowid, * FROM search_fts ORDER BY rowid").fetchall(),
-            db.execute("SELECT uid, sha256, has_attachment, sent_date, error FROM search_docs "
-                       "ORDER BY uid").fetchall(),
-            db.execute("SELECT msgid, uid FROM search_refs ORDER BY msgid, uid").fetchall())
 
 
 @pytest.mark.parametrize("api", ["10.4", "10.6"])
@@ -53,13 +47,11 @@ def test_initial_pull_indexes_alongside(make_env: MakeEnv, api: str, tmp_path: P
     try:
         index = SearchIndex(db, Store(env.maildir), workers=1)
         assert index.pending() == 0
-        alongside = _dump(db)
+        alongside = index_dump(db)
         assert len(alongside[1]) == report.pulled.new
-        with db.transaction():
-            for table in ("search_fts", "search_docs", "search_refs"):
-                db.execute(f"DELETE FROM {table}")
+        clear_index(db)
         index.catch_up()
-        assert _dump(db) == alongside
+        assert index_dump(db) == alongside
     finally:
         db.close()
     assert env.ok().pulled.new == 0
