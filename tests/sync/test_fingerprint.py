@@ -10,12 +10,7 @@ from axsync.sync import local
 from tests.sync.conftest import MakeEnv
 
 
-def test_no_scan_when_nothing_moved_and_changes_still_found(make_env: MakeEnv,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    env = make_env("10.6", messages=40)
-    env.with_account(mode="sync")
-    env.ok()
-    env.ok()  # a no-change run (the first sync counted as a scan)
+def _count_scans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     scans: list[int] = []
     real_scan = local.LocalView.scan.__func__  # type: ignore[attr-defined]
 
@@ -24,6 +19,16 @@ def test_no_scan_when_nothing_moved_and_changes_still_found(make_env: MakeEnv,
         return real_scan(cls, store)
 
     monkeypatch.setattr(local.LocalView, "scan", classmethod(counting))
+    return scans
+
+
+def test_no_scan_when_nothing_moved_and_changes_still_found(make_env: MakeEnv,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    env = make_env("10.6", messages=40)
+    env.with_account(mode="sync")
+    env.ok()
+    env.ok()  # a no-change run (the first sync counted as a scan)
+    scans = _count_scans(monkeypatch)
     report = env.ok()
     assert scans == [] and report.requests <= 3
     # a mail client flags a message: the next run scans, finds and pushes it
@@ -36,18 +41,6 @@ def test_no_scan_when_nothing_moved_and_changes_still_found(make_env: MakeEnv,
         row = db.message_by_base(f.base)
         assert row is not None and "F" in row.flags
     assert env.mb.get_mail(row.mail_id).flagged
-
-
-def _count_scans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    scans: list[int] = []
-    real_scan = local.LocalView.scan.__func__  # type: ignore[attr-defined]
-
-    def counting(cls: type[local.LocalView], store: Store) -> local.LocalView:
-        scans.append(1)
-        return real_scan(cls, store)
-
-    monkeypatch.setattr(local.LocalView, "scan", classmethod(counting))
-    return scans
 
 
 def test_a_first_sync_into_an_empty_archive_counts_as_a_scan(make_env: MakeEnv,
