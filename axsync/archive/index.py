@@ -18,6 +18,7 @@ either way (tests/archive/test_index.py compares them).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -159,16 +160,9 @@ class SearchIndex:
             if progress is not None:
                 progress(n)
 
-    def background(self, expected: int) -> BackgroundIndex | None:
-        """An indexer that parses what a running pull records, in worker processes, while
-        the pull goes on (None when ``expected`` new messages are too few to be worth it,
-        or only one CPU is available). Call its :meth:`BackgroundIndex.poke` between the
-        pull's transactions and :meth:`BackgroundIndex.close` at the end; a later
-        :meth:`catch_up` does whatever is left."""
-        if self.workers < 2 or expected < PARALLEL_MIN:
-            return None
-        pool = self._pool()
-        return BackgroundIndex(_Feeder(self, pool, None)) if pool is not None else None
+    def alongside(self) -> IndexAlongside:
+        """An indexer for a running pull (see :class:`IndexAlongside`)."""
+        return IndexAlongside(self)
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
         """Forget the whole index and index every message again."""
@@ -274,31 +268,62 @@ class _Feeder:
         return len(rows)
 
 
-class BackgroundIndex:
-    """See :meth:`SearchIndex.background`."""
+class IndexAlongside:
+    """Parses what a running pull records, in worker processes, while the pull goes on
+    (the pull's ``DownloadObserver``). Starts only for ``PARALLEL_MIN`` downloads or more
+    and more than one CPU; writes finished pages when the pull says it recorded a batch
+    (outside its transactions); :meth:`close` writes what is in flight and stops the
+    workers. A failure only stops it: a later :meth:`SearchIndex.catch_up` does the rest."""
 
-    def __init__(self, feeder: _Feeder) -> None:
-        self._feeder = feeder
+    def __init__(self, index: SearchIndex) -> None:
+        self.index = index
         self.indexed = 0
+        self._feeder: _Feeder | None = None
+        self._failed = False
 
-    def poke(self) -> None:
-        """Write the pages that are parsed, hand out new full pages. Never blocks on a
-        worker; must be called outside any transaction of the caller."""
-        while (n := self._feeder.write_next(block=False)) is not None:
-            self.indexed += n
-        self._feeder.fill(full_pages_only=True)
+    @property
+    def running(self) -> bool:
+        return self._feeder is not None
+
+    def downloads_started(self, count: int) -> None:
+        if self._feeder is not None or self._failed or self.index.workers < 2 or count < PARALLEL_MIN:
+            return
+        pool = self.index._pool()
+        if pool is not None:
+            self._feeder = _Feeder(self.index, pool, None)
+
+    def recorded(self) -> None:
+        """Write the parsed pages, hand out new full ones; never waits for a worker."""
+        if self._feeder is None:
+            return
+        try:
+            while (n := self._feeder.write_next(block=False)) is not None:
+                self.indexed += n
+            self._feeder.fill(full_pages_only=True)
+        except Exception as exc:
+            self._give_up(exc)
 
     def close(self) -> None:
         """Write what is in flight (waiting for it) and stop the workers."""
+        feeder, self._feeder = self._feeder, None
+        if feeder is None:
+            return
         try:
-            while (n := self._feeder.write_next(block=True)) is not None:
+            while (n := feeder.write_next(block=True)) is not None:
                 self.indexed += n
+        except Exception as exc:
+            self._feeder = feeder
+            self._give_up(exc)
         finally:
-            self._feeder.pool.shutdown(wait=True, cancel_futures=True)
+            feeder.pool.shutdown(wait=True, cancel_futures=True)
 
-    def abort(self) -> None:
-        """Stop the workers, dropping what is in flight (it stays pending)."""
-        self._feeder.pool.shutdown(wait=True, cancel_futures=True)
+    def _give_up(self, exc: Exception) -> None:
+        log.warning("search index alongside the pull stopped (%s); it catches up at the end", exc)
+        self._failed = True
+        feeder, self._feeder = self._feeder, None
+        if feeder is not None:
+            with contextlib.suppress(Exception):
+                feeder.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _read(store: Store, locator: Locator, max_bytes: int, row: _Pending) -> tuple[Doc, str | None]:

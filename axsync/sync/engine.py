@@ -7,13 +7,12 @@ accounts can run side by side and one failing does not stop the others.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from axsync.api import ApiClient
 from axsync.config import Account, resolve_password
@@ -24,6 +23,9 @@ from axsync.sync.local import LocalView, detect, dir_fingerprint
 from axsync.sync.pull import Puller, PullOptions
 from axsync.sync.push import Pusher, clear_confirmed, wait_for_async
 from axsync.sync.report import NullProgress, Progress, RunReport
+
+if TYPE_CHECKING:
+    from axsync.archive.index import IndexAlongside
 
 log = logging.getLogger("axsync.sync")
 
@@ -142,54 +144,8 @@ def _push(api: ApiClient, store: Store, db: StateDB, account: Account, options: 
     clear_confirmed(db, {e.row.uid for e in changes.edits if e.differs})
 
 
-class _IndexAlongside:
-    """Parses what the pull records for the search index in worker processes while the
-    downloads go on (an initial pull of many messages); :func:`_index` finishes the job.
-    A failure here only means the index catches up at the end instead."""
-
-    def __init__(self, db: StateDB, store: Store) -> None:
-        self.db, self.store = db, store
-        self.running: Any = None
-        self.failed = False
-
-    def downloads_started(self, count: int) -> None:
-        if self.running is not None or self.failed:
-            return
-        from axsync.archive.index import SearchIndex
-
-        try:
-            self.running = SearchIndex(self.db, self.store).background(count)
-        except Exception as exc:
-            self._give_up(exc)
-
-    def recorded(self) -> None:
-        if self.running is None:
-            return
-        try:
-            self.running.poke()
-        except Exception as exc:
-            self._give_up(exc)
-
-    def close(self) -> None:
-        if self.running is None:
-            return
-        try:
-            self.running.close()
-        except Exception as exc:
-            self._give_up(exc)
-        self.running = None
-
-    def _give_up(self, exc: Exception) -> None:
-        log.warning("search index alongside the pull stopped (%s); it catches up at the end", exc)
-        self.failed = True
-        if self.running is not None:
-            with contextlib.suppress(Exception):
-                self.running.abort()
-            self.running = None
-
-
 def _index(db: StateDB, store: Store, report: RunReport, progress: Progress,
-           alongside: _IndexAlongside | None = None) -> None:
+           alongside: IndexAlongside | None = None) -> None:
     """Keep the offline search index in step (only new or changed messages are read)."""
     from axsync.archive.index import SearchIndex
 
@@ -225,7 +181,7 @@ def run_account(
     started = time.monotonic()
     api: ApiClient | None = None
     db: StateDB | None = None
-    alongside: _IndexAlongside | None = None
+    alongside: IndexAlongside | None = None
     run_id = None
     try:
         account.maildir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -256,7 +212,10 @@ def run_account(
             if not options.push_only:
                 puller = Puller(api, store, db, pull_opts, report, progress)
                 if not options.dry_run:
-                    alongside = puller.observer = _IndexAlongside(db, store)
+                    from axsync.archive.index import SearchIndex
+
+                    # parsed for the search index while the downloads go on (design.md)
+                    alongside = puller.observer = SearchIndex(db, store).alongside()
                 puller.run()
             if account.mode == "sync" and not options.pull_only:
                 if not unchanged or options.push_only:

@@ -173,18 +173,22 @@ def test_index_alongside_a_pull_then_the_rest_at_the_end(
     index = SearchIndex(db, Store(built.maildir), workers=2)
     pending = index.pending()
     assert pending % 20 and pending > 4 * 20
-    running = index.background(expected=pending)
-    assert running is not None
-    running.poke()  # hands out full pages, two per worker
-    running.poke()  # writes those that are done, hands out more
+    running = index.alongside()
+    running.downloads_started(pending)
+    assert running.running
+    running.recorded()  # hands out full pages, two per worker
+    running.recorded()  # writes those that are done, hands out more
     running.close()  # waits for the rest of what was handed out and writes it
+    assert not running.running
     assert running.indexed % 20 == 0 and 4 * 20 <= running.indexed <= 20 * (pending // 20)
     assert index.catch_up() == pending - running.indexed
     indexed = index_dump(db)
     clear_index(db)
     SearchIndex(db, Store(built.maildir), workers=1).catch_up()
     assert index_dump(db) == indexed
-    assert SearchIndex(db, Store(built.maildir), workers=2).background(expected=5) is None
+    few = SearchIndex(db, Store(built.maildir), workers=2).alongside()
+    few.downloads_started(5)  # too few to be worth worker processes
+    assert not few.running
     db.close()
 
 
@@ -199,6 +203,10 @@ def test_a_broken_worker_pool_falls_back_to_parsing_here(
     monkeypatch.setattr(index, "_pool", lambda: dead)
     pending = index.pending()
     assert index.catch_up() == pending and index.pending() == 0
+    fallen_back = index_dump(db)  # the pages were parsed here, in full
+    clear_index(db)
+    SearchIndex(db, Store(built.maildir), workers=1).catch_up()
+    assert index_dump(db) == fallen_back
     db.close()
 
 

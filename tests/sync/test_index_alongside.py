@@ -10,10 +10,9 @@ import pytest
 from archive.conftest import clear_index, index_dump
 
 from axsync.archive import index as index_module
-from axsync.archive.index import SearchIndex
+from axsync.archive.index import IndexAlongside, SearchIndex
 from axsync.statedb import StateDB
 from axsync.store import Store
-from axsync.sync import engine
 
 from .conftest import MakeEnv
 
@@ -26,19 +25,19 @@ def test_initial_pull_indexes_alongside(make_env: MakeEnv, api: str, tmp_path: P
     monkeypatch.setattr(index_module, "default_workers", lambda: 2)
     started: list[int] = []
     pokes: list[int] = []
-    original = engine._IndexAlongside
+    real_started, real_recorded = IndexAlongside.downloads_started, IndexAlongside.recorded
 
-    class Watched(original):  # type: ignore[misc, valid-type]
-        def downloads_started(self, count: int) -> None:
-            started.append(count)
-            super().downloads_started(count)
+    def downloads_started(self: IndexAlongside, count: int) -> None:
+        started.append(count)
+        real_started(self, count)
 
-        def recorded(self) -> None:
-            super().recorded()
-            if self.running is not None:
-                pokes.append(self.running._feeder.queued)  # handed to the workers
+    def recorded(self: IndexAlongside) -> None:
+        real_recorded(self)
+        if self._feeder is not None:
+            pokes.append(self._feeder.queued)  # handed to the workers
 
-    monkeypatch.setattr(engine, "_IndexAlongside", Watched)
+    monkeypatch.setattr(IndexAlongside, "downloads_started", downloads_started)
+    monkeypatch.setattr(IndexAlongside, "recorded", recorded)
     env = make_env(api, messages=150)
     report = env.ok()
     assert started and started[0] == report.pulled.new > 100
