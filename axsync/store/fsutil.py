@@ -143,6 +143,11 @@ def _acquire(path: str, timeout_s: float, stale_s: float) -> os.stat_result:
         try:
             os.write(fd, content)
             return os.fstat(fd)
+        except OSError:
+            # e.g. ENOSPC: an empty lock nobody owns would block every run for stale_s
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
         finally:
             os.close(fd)
 

@@ -155,6 +155,24 @@ def test_lock_is_reentrant_and_released_on_error(tmp_path: Path) -> None:
     assert not lock.exists()
 
 
+def test_a_lock_that_cannot_be_written_is_not_left_behind(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Disk full while writing the owner into a new lock: the empty lock file would block
+    every later run (it looks held, and is not stale for minutes). It is removed."""
+    lock = tmp_path / UIDLIST_LOCK
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fsutil.os, "write", full)
+    with pytest.raises(OSError), fsutil.dotlock(lock):
+        pass
+    monkeypatch.undo()
+    assert not lock.exists()
+    with fsutil.dotlock(lock, timeout_s=0.1):  # the next run gets it at once
+        assert lock.exists()
+
+
 def test_lock_serialises_threads(tmp_path: Path) -> None:
     results: list[dict[str, str]] = []
 
