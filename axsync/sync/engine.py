@@ -21,7 +21,7 @@ from axsync.statedb import StateDB
 from axsync.store import Store
 from axsync.sync.local import LocalView, detect, dir_fingerprint
 from axsync.sync.pull import Puller, PullOptions
-from axsync.sync.push import Pusher, clear_confirmed, wait_for_async
+from axsync.sync.push import Pusher, clear_confirmed
 from axsync.sync.report import NullProgress, Progress, RunReport
 
 if TYPE_CHECKING:
@@ -69,11 +69,12 @@ class AccountLock:
 SCAN_EVERY = 24 * 3600  # a full scan for local changes at least this often
 
 
-def _local_unchanged(db: StateDB, fingerprint: str, now: int) -> bool:
+def _local_unchanged(db: StateDB, fingerprint: str, now: int, first: bool) -> bool:
     """Nothing was renamed, added or deleted in the archive since the end of the last run
     that left archive and state DB in agreement (and that is recent), so there is nothing
-    to push: the whole-archive scan can be skipped. A first sync has nothing to push either."""
-    if db.count_messages("state = 'present'") == 0:
+    to push: the whole-archive scan can be skipped. A ``first`` sync (no message archived
+    yet) has nothing to push either."""
+    if first:
         return True
     acc = db.account() or {}
     if acc.get("local_fingerprint") != fingerprint or not acc.get("local_scan_at"):
@@ -118,8 +119,7 @@ def _push(api: ApiClient, store: Store, db: StateDB, account: Account, options: 
         return
     if plan.batches:
         if pusher.async_pending:
-            tokens = {f.id: f.content_token for f in db.folders()}
-            wait_for_async(api, pusher.touched_folders, tokens, timeout=options.async_wait)
+            pusher.wait_for_jobs(pusher.touched_folders)
         confirm = RunReport(account=report.account, mode=report.mode, run_id=report.run_id)
         # The names the scan saw: a file renamed here whose change is still pending keeps
         # its old name in the row, and a missed name makes the pull list the folder.
@@ -203,12 +203,12 @@ def run_account(
                 conflict=account.conflict,
             )
             now = int(time.time())
+            first = db.count_messages("state = 'present'") == 0
             unchanged = (account.mode == "sync" and not options.dry_run
-                         and _local_unchanged(db, dir_fingerprint(store), now))
+                         and _local_unchanged(db, dir_fingerprint(store), now, first))
             # A first sync into an empty archive: everything in it at the end was written
             # by this run, so it counts as a scan (the next run need not list everything).
-            fresh = (unchanged and db.count_messages("state = 'present'") == 0
-                     and next(iter(store.scan()), None) is None)
+            fresh = unchanged and first and next(iter(store.scan()), None) is None
             if not options.push_only:
                 puller = Puller(api, store, db, pull_opts, report, progress)
                 if not options.dry_run:

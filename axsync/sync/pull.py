@@ -706,11 +706,16 @@ class Puller:
                         return name
                 except AxsyncError:
                     pass
+        hit = self._local_entry(dirname, base)
+        return hit[1] if hit else None
+
+    def _local_entry(self, dirname: str, base: str) -> tuple[str, str] | None:
+        """(subdir, file name) of ``base`` from the folder's name index (listed once)."""
+        index = self._local.get(dirname)
         if index is None:
             index = {f.base: (f.subdir, f.filename) for f in self.store.scan_folder(dirname)}
             self._local[dirname] = index
-        hit = index.get(base)
-        return hit[1] if hit else None
+        return index.get(base)
 
     def _find_elsewhere(self, base: str) -> tuple[str, str] | None:
         """(dirname, filename) of ``base`` in any folder: a file moved by a mail client.
@@ -1102,9 +1107,10 @@ class Puller:
                 by_unique.setdefault(known.split(",", 1)[0], []).append(known)
             self._uniques[dirname] = by_unique
         for base in by_unique.get(unique, ()):
-            if self._local_name(dirname, base, "") is None:  # rare: a killed run's file
+            entry = self._local_entry(dirname, base)  # rare: a killed run's file
+            if entry is None:
                 continue
-            subdir, filename = self._local[dirname][base]
+            subdir, filename = entry
             if self.db.message_by_base(base) is not None:
                 return None
             data_sha, size, vsize = self.store.digest(dirname, subdir, filename)

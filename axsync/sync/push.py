@@ -583,27 +583,31 @@ class Pusher:
         for m in bad:
             self.report.fail(f"mail {m.mail_id} {batch.op}", "the server reported this item as failed")
         self._count([Batch(batch.op, batch.params, [], ok_members)])
+        folders = set()
         for m in ok_members:
             row = self.db.message_by_uid(m.uid)
             if row is not None:
-                self.touched_folders.add(row.folder_id)
+                folders.add(row.folder_id)
+        self.touched_folders |= folders
         if pending:
             self.async_pending += len(ok_members)
             self._record_pending(ok_members, job_key)
+            self._async_folders |= folders
             for m in ok_members:
                 self._async_uids.add(m.uid)
                 self.accepted_later[m.uid] = m.mail_id
-                row = self.db.message_by_uid(m.uid)
-                if row is not None:
-                    self._async_folders.add(row.folder_id)
         else:
             self._apply(batch, ok_members)
 
-    def _await_async(self) -> None:
+    def wait_for_jobs(self, folders: set[str]) -> None:
+        """Let this run's 201 jobs land in ``folders`` (see :func:`wait_for_async`)."""
         tokens = {f.id: f.content_token for f in self.db.folders()}
+        wait_for_async(self.api, set(folders), tokens, timeout=self.async_wait)
+
+    def _await_async(self) -> None:
         log.info("waiting for %d change(s) the server accepted for later (201) before moving "
                  "or deleting those mails", len(self._async_uids))
-        wait_for_async(self.api, set(self._async_folders), tokens, timeout=self.async_wait)
+        self.wait_for_jobs(self._async_folders)
         self._async_uids.clear()
         self._async_folders.clear()
 
