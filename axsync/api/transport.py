@@ -1,29 +1,34 @@
-"""HTTP plumbing of the API client: one pooled ``httpx.Client``, the Axigen session, retries,
+"""HTTP plumbing of the API client: an ``httpx.Client`` per thread, the Axigen session, retries,
 request counting, and the translation of every foreign failure into :mod:`axsync.errors`.
 
 :class:`Http` is thread-safe: the sync engine downloads from a worker pool while the main
 thread lists and updates. All state shared between threads (session id, counters) is
-guarded by locks; ``httpx.Client`` itself is safe to share.
+guarded by locks; each thread sends through its own ``httpx.Client``.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
 import logging
 import os
 import random
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 from urllib.parse import quote
 
 import httpx
 
 from axsync import __version__
 from axsync.api import jsonread, wire
+from axsync.api.lean import LeanTransport
 from axsync.api.retry import (
     REFUSED_STATUS,
     RETRYABLE_STATUS,
@@ -53,6 +58,9 @@ Params = Mapping[str, str | int | Sequence[str]]
 
 LOGIN = "/api/v1/login"
 _ERROR_BODY_LIMIT = 64 * 1024
+_USER_AGENT = f"axsync/{__version__}"
+#: Connections of one thread's client: one in use, one spare for a call made meanwhile.
+_PER_THREAD = 2
 #: Re-logins one request may do after 401s on sessions that never served anything.
 _MAX_UNPROVEN_ROUNDS = 3
 #: Hard cap on re-logins of one request, whatever the reason (termination guarantee).
@@ -158,6 +166,17 @@ def status_error(
     return cls(message, status=status, body=text, endpoint=route.key, attempts=attempts)
 
 
+def _proxied(base_url: str) -> bool:
+    """True if the environment (``HTTPS_PROXY``, ``ALL_PROXY``…) sends ``base_url`` through a
+    proxy, as httpx would."""
+    parts = urllib.parse.urlsplit(base_url)
+    proxies = urllib.request.getproxies_environment()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    return not bypass(parts.hostname or "", proxies)
+
+
 def _ssl_verify(verify: bool | str) -> ssl.SSLContext | bool:
     if isinstance(verify, bool):
         return verify
@@ -183,17 +202,40 @@ class Http:
         backoff: Backoff,
         transport: httpx.BaseTransport | None,
     ) -> None:
-        pool = max(1, concurrency) + 1  # one spare connection for the main thread's calls
+        # One httpx.Client per thread (see :attr:`client`): a pool shared by the download
+        # threads serialised them on its lock, and every request polled every idle
+        # connection under that lock (a 10k pull spent more time there than downloading).
         try:
-            self.client = httpx.Client(
-                base_url=base_url.rstrip("/"),
-                timeout=httpx.Timeout(timeout),
-                verify=_ssl_verify(verify),
-                limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
-                transport=transport,
-                follow_redirects=False,
-                headers={"User-Agent": f"axsync/{__version__}"},
-            )
+            context = _ssl_verify(verify)
+            ssl_context = httpx.create_ssl_context(context) if context is not False else None
+            if ssl_context is None:  # verify = false (tests, a lab server)
+                ssl_context = ssl.create_default_context()
+                ssl_context.check_hostname = False
+                ssl_context.verify_mode = ssl.CERT_NONE
+            # Our lean transport (axsync.api.lean) unless the caller brings one, or the
+            # environment asks for a proxy (httpx's own transport handles proxies).
+            url = httpx.URL(base_url.rstrip("/"))
+            self._lean = (transport is None and url.scheme in ("http", "https")
+                          and not _proxied(base_url))
+            self._ssl_context = ssl_context
+            self._origin = (url.scheme, url.host,
+                            url.port or (443 if url.scheme == "https" else 80))
+            self._prefix = url.raw_path.decode("ascii").rstrip("/")
+            self._timeouts = (timeout, timeout, timeout)
+            self._client_options: dict[str, object] = {
+                "base_url": base_url.rstrip("/"),
+                "timeout": httpx.Timeout(timeout),
+                "verify": ssl_context,
+                "transport": transport,
+                "follow_redirects": False,
+                "headers": {"User-Agent": _USER_AGENT},
+                "limits": httpx.Limits(max_connections=_PER_THREAD, max_keepalive_connections=_PER_THREAD),
+            }
+            self._clients: dict[int, tuple[threading.Thread, httpx.Client]] = {}
+            self._clients_lock = threading.Lock()
+            self._thread_client = threading.local()
+            # the caller's own client, built now so that bad options fail here
+            self._accept_encoding = self.client.headers.get("Accept-Encoding", "identity")
         except (OSError, ssl.SSLError, ValueError, httpx.InvalidURL) as exc:
             raise ConfigError(
                 f"cannot set up the HTTP client: {exc}", problems=[f"server URL / CA bundle: {exc}"]
@@ -213,8 +255,34 @@ class Http:
 
     # ------------------------------------------------------------------ session
 
+    @property
+    def client(self) -> httpx.Client:
+        """The calling thread's own ``httpx.Client`` (at most two connections), made on first
+        use; clients of threads that ended are closed then."""
+        mine: httpx.Client | None = getattr(self._thread_client, "client", None)
+        if mine is not None and not mine.is_closed:
+            return mine
+        options = dict(self._client_options)
+        if self._lean:
+            options["transport"] = LeanTransport(self._ssl_context)
+        mine = httpx.Client(**options)  # type: ignore[arg-type]
+        me = threading.current_thread()
+        with self._clients_lock:
+            gone = [key for key, (thread, _c) in self._clients.items() if not thread.is_alive()]
+            stale = [self._clients.pop(key)[1] for key in gone]
+            self._clients[id(me)] = (me, mine)
+        for old in stale:
+            old.close()
+        self._thread_client.client = mine
+        return mine
+
     def close(self) -> None:
-        self.client.close()
+        """Close every thread's client (their connections)."""
+        with self._clients_lock:
+            clients = [c for _t, c in self._clients.values()]
+            self._clients.clear()
+        for one in clients:
+            one.close()
 
     def counts(self) -> tuple[int, dict[str, int]]:
         """``(requests, request_counts)``: a consistent copy."""
@@ -353,13 +421,7 @@ class Http:
         if used is not None:
             headers["X-Axigen-Session"] = used.sid
         try:
-            with self.client.stream(
-                route.method,
-                attempt.path,
-                params=attempt.params,
-                json=attempt.json,
-                headers=headers,
-            ) as resp:
+            with self._open(attempt, headers) as resp:
                 if 200 <= resp.status_code < 300:
                     self._mark(used, served=True)
                     return handle(resp)
@@ -382,6 +444,32 @@ class Http:
                     f"{route.key}: reply body cannot be decoded: {exc}", endpoint=route.key
                 ) from exc
             return _Again(self.backoff.delay(retries, None, self.uniform), f"undecodable: {exc}")
+
+    @contextlib.contextmanager
+    def _open(self, attempt: _Attempt, headers: dict[str, str]) -> Iterator[httpx.Response]:
+        """Send one attempt; the reply (body not read yet) is closed on leaving."""
+        if not self._lean:
+            with self.client.stream(attempt.route.method, attempt.path, params=attempt.params,
+                                    json=attempt.json, headers=headers) as resp:
+                yield resp
+            return
+        target = self._prefix + attempt.path
+        if attempt.params:
+            target += "?" + str(httpx.QueryParams(attempt.params))
+        fields = [("Accept-Encoding", self._accept_encoding), ("Connection", "keep-alive"),
+                  ("User-Agent", _USER_AGENT), *headers.items()]
+        body: bytes | None = None
+        if attempt.json is not None:  # encoded as httpx does
+            body = json.dumps(attempt.json, ensure_ascii=False, separators=(",", ":"),
+                              allow_nan=False).encode("utf-8")
+            fields.append(("Content-Type", "application/json"))
+        transport = cast(LeanTransport, self.client._transport)
+        resp = transport.send(attempt.route.method, self._origin, target, fields, body,
+                              self._timeouts)
+        try:
+            yield resp
+        finally:
+            resp.close()
 
     def _refused(self, attempt: _Attempt, resp: httpx.Response) -> _Again:
         """A non-2xx reply: re-login (401), wait and retry, or raise the status error."""

@@ -92,7 +92,10 @@ class Store:
         self.compression = compress.check_method(compression)
         self.level = level
         compress.Compressor(self.compression, level)  # StoreError now for a bad level
-        self._real_root = os.path.realpath(self.root)
+        # writer(): folders already checked by this Store (a pull writes thousands of
+        # messages per folder; four lstat calls each). Forgotten when this Store renames or
+        # removes a folder.
+        self._checked: dict[str, Path] = {}
 
     # ------------------------------------------------------------------ paths
 
@@ -103,8 +106,11 @@ class Store:
             raise UnsafeName(f"unsafe folder directory name {dirname!r}")
         if dirname == ROOT:
             return self.root
+        # A safe name is one path component, so the folder is a direct child of the root
+        # and only its own entry can lead elsewhere: one lstat (this runs for every message
+        # written or read; resolving the whole path took a dozen system calls).
         path = self.root / dirname
-        if os.path.islink(path) or os.path.dirname(os.path.realpath(path)) != self._real_root:
+        if os.path.islink(path):
             raise UnsafeName(f"folder {dirname!r} is a symlink or leaves the maildir")
         return path
 
@@ -207,6 +213,7 @@ class Store:
         :meth:`ensure_folder`; a stale ``axsync-folder-name`` is removed."""
         if ROOT in (old_dirname, new_dirname):
             raise StoreError("the root folder (INBOX) cannot be renamed")
+        self._checked.clear()
         src, dst = self._folder_path(old_dirname), self._folder_path(new_dirname)
         if os.path.lexists(dst):
             raise StoreError(f"folder {new_dirname!r} already exists")
@@ -223,6 +230,7 @@ class Store:
         in ``tmp/`` (Dovecot's index files go with it). StoreError otherwise."""
         if dirname == ROOT:
             raise StoreError("the root folder (INBOX) cannot be removed")
+        self._checked.clear()
         folder = self._folder_path(dirname)
         with _fs(f"cannot remove folder {dirname!r}"):
             for sub in SUBDIRS:
@@ -349,8 +357,10 @@ class Store:
         message's unique part (default: :func:`names.new_unique`); a caller's own must
         not already be used in the folder (check with :meth:`locate`); UnsafeName if it
         cannot be one."""
-        self._subdir(dirname, "tmp")
-        folder = self._subdir(dirname, "cur").parent
+        folder = self._checked.get(dirname)
+        if folder is None:
+            self._subdir(dirname, "tmp")
+            folder = self._checked[dirname] = self._subdir(dirname, "cur").parent
         return MessageWriter(dirname, folder, self.compression, self.level, unique)
 
     def sync_cur(self, dirname: str) -> None:

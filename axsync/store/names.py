@@ -309,6 +309,23 @@ def safe_host() -> str:
     return host.replace("/", "\\057").replace(":", "\\072").replace(",", "\\054")[:100]
 
 
+class _Process:
+    """The pid and host name of unique parts, looked up once per process (two system calls
+    per message otherwise); a forked child looks them up again."""
+
+    pid = 0
+    host = ""
+
+    @classmethod
+    def refresh(cls) -> None:
+        cls.pid, cls.host = os.getpid(), safe_host()
+
+
+_Process.refresh()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_Process.refresh)
+
+
 def new_unique() -> str:
     """A fresh djb-style unique part: ``<secs>.M<usecs>P<pid>Q<n>R<8 hex>.<host>``.
 
@@ -318,7 +335,7 @@ def new_unique() -> str:
     now = time.time()
     secs = int(now)
     usecs = int((now - secs) * 1_000_000)
-    return f"{secs}.M{usecs}P{os.getpid()}Q{n}R{secrets.token_hex(4)}.{safe_host()}"
+    return f"{secs}.M{usecs}P{_Process.pid}Q{n}R{secrets.token_hex(4)}.{_Process.host}"
 
 
 def normalize_flags(flags: str | Iterable[str]) -> str:

@@ -28,10 +28,11 @@ import errno
 import hashlib
 import json
 import logging
+import queue
 import re
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -999,7 +1000,10 @@ class Puller:
         self.progress.add_total(todo_count, todo_bytes)
         if self.observer is not None:
             self.observer.downloads_started(todo_count)
-        inflight: dict[Future[Any], tuple[Mail, str, str]] = {}
+        # Workers hand results back through one queue: waiting on the set of in-flight
+        # futures cost the main thread a pass over all of them per finished download.
+        done: queue.SimpleQueue[tuple[Mail, str, str, Any, BaseException | None]] = queue.SimpleQueue()
+        inflight = 0
         limit = max(1, self.options.concurrency) * 4
         pending_rows: list[tuple[Mail, str, str, Any]] = []
 
@@ -1024,7 +1028,7 @@ class Puller:
             exhausted = False
             last_flush = time.monotonic()
             while True:
-                while not exhausted and len(inflight) < limit:
+                while not exhausted and inflight < limit:
                     try:
                         mail, kind = next(it)
                     except StopIteration:
@@ -1043,16 +1047,20 @@ class Puller:
                         pending_rows.append((mail, kind, dirname, adopted))
                         continue
                     self._tick()
-                    fut = pool.submit(self._download_one, mail, dirname, unique, letters)
-                    inflight[fut] = (mail, kind, dirname)
+                    pool.submit(self._download_to, done, mail, kind, dirname, unique, letters)
+                    inflight += 1
                 if not inflight:
                     break
-                done, _ = wait(list(inflight), timeout=1.0, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    mail, kind, dirname = inflight.pop(fut)
-                    try:
-                        stored = fut.result()
-                    except AxsyncError as exc:
+                finished = []
+                with contextlib.suppress(queue.Empty):
+                    finished.append(done.get(timeout=1.0))
+                    while True:
+                        finished.append(done.get_nowait())
+                for mail, kind, dirname, stored, exc in finished:
+                    inflight -= 1
+                    if exc is not None:
+                        if not isinstance(exc, AxsyncError):
+                            raise exc  # a bug: as fut.result() would have raised it
                         if _archive_unwritable(exc):
                             with contextlib.suppress(StoreError):
                                 flush()  # keep what is already on disk recorded
@@ -1064,7 +1072,7 @@ class Puller:
                         continue
                     pending_rows.append((mail, kind, dirname, stored))
                     self.progress.advance(1, stored.size, dirname)
-                if len(pending_rows) >= 200 or time.monotonic() - last_flush > 2.0:
+                if len(pending_rows) >= 1000 or time.monotonic() - last_flush > 2.0:
                     flush()
                     last_flush = time.monotonic()
             flush()
@@ -1075,6 +1083,15 @@ class Puller:
         st = states.get(mail.folder_id)
         if st is not None:
             st.failed = True
+
+    def _download_to(self, done: queue.SimpleQueue[tuple[Mail, str, str, Any, BaseException | None]],
+                     mail: Mail, kind: str, dirname: str, unique: str, letters: str) -> None:
+        """Worker thread: :meth:`_download_one`, its result or exception put on ``done``
+        (always exactly one item per call)."""
+        try:
+            done.put((mail, kind, dirname, self._download_one(mail, dirname, unique, letters), None))
+        except BaseException as exc:
+            done.put((mail, kind, dirname, None, exc))
 
     def _download_one(self, mail: Mail, dirname: str, unique: str, letters: str) -> Any:
         """Worker thread: network and file only; never touches the DB."""

@@ -154,7 +154,8 @@ def test_concurrent_401s_cause_one_relogin(api: MockApi) -> None:
             gate.wait(2)  # keep the re-login open while the other threads get their 401s
         return original(request)
 
-    client._http.client._transport = httpx.MockTransport(slow_login)
+    # every thread sends through its own httpx.Client, made from these options on first use
+    client._http._client_options["transport"] = httpx.MockTransport(slow_login)
     errors: list[BaseException] = []
 
     def work() -> None:

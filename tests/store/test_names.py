@@ -218,8 +218,35 @@ def test_new_unique_format_and_uniqueness() -> None:
 
 
 def test_new_unique_escapes_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    from axsync.store import names
+
     monkeypatch.setattr("socket.gethostname", lambda: "a/b:c,d")
-    assert new_unique().endswith(".a\\057b\\072c\\054d")
+    names._Process.refresh()  # host and pid are looked up once per process
+    try:
+        assert new_unique().endswith(".a\\057b\\072c\\054d")
+    finally:
+        monkeypatch.undo()
+        names._Process.refresh()
+    assert new_unique().endswith("." + names.safe_host())
+
+
+def test_new_unique_pid_follows_fork() -> None:
+    import os
+
+    from axsync.store import names
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, new_unique().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as stream:
+        child = stream.read().decode()
+    assert f"P{pid}Q" in child
+    assert f"P{os.getpid()}Q" in new_unique()
+    assert names._Process.pid == os.getpid()
 
 
 def test_format_and_parse() -> None:
