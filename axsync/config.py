@@ -60,6 +60,7 @@ class Account:
     insecure: bool = False
     ca_bundle: Path | None = None
     timeout: float = 60.0
+    index: bool = True
 
     @property
     def state_path(self) -> Path:
@@ -129,6 +130,7 @@ _FIELDS = {
     "server": str, "username": str, "maildir": str, "password_command": str, "mode": str,
     "compression": str, "concurrency": int, "max_delete": object, "exclude": list,
     "state_db": str, "conflict": str, "insecure": bool, "ca_bundle": str, "timeout": float,
+    "index": bool,
 }
 
 
@@ -201,7 +203,7 @@ def parse_account(name: str, raw: Mapping[str, Any], base_dir: Path) -> tuple[Ac
         concurrency=concurrency, max_delete=max_delete, exclude=tuple(exclude),
         state_db=path(raw["state_db"]) if raw.get("state_db") else None, conflict=conflict,
         insecure=insecure, ca_bundle=path(raw["ca_bundle"]) if raw.get("ca_bundle") else None,
-        timeout=timeout,
+        timeout=timeout, index=bool(get("index", True)),
     ), []
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import select
 import socket
 import ssl
-import time
 from collections.abc import Iterator, Sequence
 from io import BufferedReader
 from typing import cast
@@ -45,7 +44,6 @@ _MAX_LINE = 64 * 1024
 _MAX_HEADERS = 200
 _INCOMPLETE = "peer closed connection without sending complete message body"
 _NO_REPLY = "Server disconnected without sending a response."
-_FRESH = 1.0  # seconds an idle connection is trusted without a staleness check (GET only)
 
 Key = tuple[str, str, int]  # scheme, host, port
 
@@ -53,12 +51,11 @@ Key = tuple[str, str, int]  # scheme, host, port
 class _Conn:
     """One TCP (or TLS) connection and its buffered reader."""
 
-    __slots__ = ("idle_since", "rfile", "sock")
+    __slots__ = ("rfile", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.rfile = cast(BufferedReader, sock.makefile("rb", buffering=_READ))
-        self.idle_since = 0.0
 
     def stale(self) -> bool:
         """True if this idle connection cannot be used: the server closed it (readable with
@@ -178,12 +175,10 @@ class _Body(httpx.SyncByteStream):
             size_line = _line(rfile)
             if not size_line:
                 raise httpx.RemoteProtocolError(f"{_INCOMPLETE} (incomplete chunked read)")
-            try:
-                size = int(size_line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise httpx.RemoteProtocolError(f"malformed chunk size {size_line[:40]!r}") from None
-            if size < 0:
+            digits = size_line.split(b";", 1)[0].strip()
+            if not digits or digits.strip(b"0123456789abcdefABCDEF"):  # hex digits only
                 raise httpx.RemoteProtocolError(f"malformed chunk size {size_line[:40]!r}")
+            size = int(digits, 16)
             if size == 0:
                 while (trailer := _line(rfile)) not in (b"\r\n", b"\n"):
                     if not trailer:
@@ -243,21 +238,16 @@ class LeanTransport(httpx.BaseTransport):
             raise httpx.ConnectError(str(exc) or exc.__class__.__name__) from exc
         return _Conn(sock)
 
-    def _acquire(self, key: Key, timeout: float | None, method: str) -> _Conn:
+    def _acquire(self, key: Key, timeout: float | None) -> _Conn:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
-            # A GET on a connection that served a reply under a second ago skips the check
-            # (a system call per message): were it closed meanwhile, the GET fails as
-            # "disconnected without a response" and is retried like any idempotent request.
-            if (method == "GET" and time.monotonic() - conn.idle_since < _FRESH) \
-                    or not conn.stale():
+            if not conn.stale():
                 return conn
             conn.close()
         return self._connect(key, timeout)
 
     def _release(self, key: Key, conn: _Conn) -> None:
-        conn.idle_since = time.monotonic()
         self._idle.setdefault(key, []).append(conn)
 
     # ------------------------------------------------------------------ requests
@@ -268,7 +258,7 @@ class LeanTransport(httpx.BaseTransport):
         without Host and Content-Length, which are added) and return the reply with its
         body not read yet. The caller must close the response."""
         connect_t, read_t, write_t = timeouts
-        conn = self._acquire(key, connect_t, method)
+        conn = self._acquire(key, connect_t)
         scheme, host, port = key
         default_port = 443 if scheme == "https" else 80
         shown = f"[{host}]" if ":" in host else host  # an IPv6 literal
@@ -307,14 +297,10 @@ class LeanTransport(httpx.BaseTransport):
         for name, value in raw:
             lname = name.lower()
             if lname == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    conn.close()
-                    raise httpx.RemoteProtocolError(f"bad Content-Length {value[:40]!r}") from None
-                if length < 0:
+                if not value.isdigit():  # digits only: no sign, "_", list or spaces
                     conn.close()
                     raise httpx.RemoteProtocolError(f"bad Content-Length {value[:40]!r}")
+                length = int(value)
             elif lname == b"transfer-encoding":
                 chunked = value.lower().rsplit(b",", 1)[-1].strip() == b"chunked"
             elif lname == b"connection":
@@ -336,10 +322,13 @@ class LeanTransport(httpx.BaseTransport):
         url = request.url
         if url.scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
-        key = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        key = (url.scheme, url.raw_host.decode("ascii"),  # IDNA-encoded, as on the wire
+               url.port or (443 if url.scheme == "https" else 80))
         t = request.extensions.get("timeout") or {}
+        # The body is sent whole with its Content-Length (a streamed one is read first), so
+        # httpx's framing headers for it are dropped, never sent next to ours.
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
-                   if k.lower() not in (b"host", b"content-length")]
+                   if k.lower() not in (b"host", b"content-length", b"transfer-encoding")]
         body = request.read()
         response = self.send(request.method, key, url.raw_path.decode("ascii"), headers,
                              body if body or request.method in ("POST", "PUT", "PATCH") else None,

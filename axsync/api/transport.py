@@ -218,7 +218,7 @@ class Http:
             self._lean = (transport is None and url.scheme in ("http", "https")
                           and not _proxied(base_url))
             self._ssl_context = ssl_context
-            self._origin = (url.scheme, url.host,
+            self._origin = (url.scheme, url.raw_host.decode("ascii"),  # IDNA, as on the wire
                             url.port or (443 if url.scheme == "https" else 80))
             self._prefix = url.raw_path.decode("ascii").rstrip("/")
             self._timeouts = (timeout, timeout, timeout)

@@ -211,7 +211,7 @@ def run_account(
             fresh = unchanged and first and next(iter(store.scan()), None) is None
             if not options.push_only:
                 puller = Puller(api, store, db, pull_opts, report, progress)
-                if not options.dry_run:
+                if not options.dry_run and account.index:
                     from axsync.archive.index import SearchIndex
 
                     # parsed for the search index while the downloads go on (design.md)
@@ -223,7 +223,7 @@ def run_account(
                 if not options.dry_run:
                     _record_fingerprint(db, store, report,
                                         not unchanged or options.push_only or fresh, now)
-            if not options.dry_run:
+            if not options.dry_run and account.index:
                 _index(db, store, report, progress, alongside)
             if report.failures:
                 report.exit_code = PartialFailure.exit_code

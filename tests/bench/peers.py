@@ -43,13 +43,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from axsync.bench import PASSWORD, USER, ServerProcess, machine_info, precompile  # noqa: E402
+from axsync.bench import PASSWORD, USER, ServerProcess, machine_info, precompile, retire  # noqa: E402
 from axsync.fake.corpus import Corpus, generate  # noqa: E402
 from axsync.netproxy import LatencyProxy  # noqa: E402
 from tests.interop.dovecot import TEST_USER, DovecotServer, dovecot_version  # noqa: E402
 
 SEED = 20260101
-TOOLS = ("axsync", "mbsync", "offlineimap")
+#: "axsync-noindex": axsync with ``index = false`` (no search index; what mbsync and
+#: OfflineIMAP do too).
+TOOLS = ("axsync", "axsync-noindex", "mbsync", "offlineimap")
 TIME = "/usr/bin/time"
 MB = 1_000_000
 
@@ -229,14 +231,17 @@ starttls = no
 AXSYNC_CONCURRENCY: int | None = None  # --axsync-concurrency; None: the account default (8)
 
 
-def axsync_config(work: Path, url: str) -> Path:
-    cfg = work / "axsync.toml"
+def axsync_config(work: Path, url: str, *, index: bool = True) -> Path:
+    name = "axsync" if index else "axsync-noindex"
+    cfg = work / f"{name}.toml"
     extra = f"concurrency = {AXSYNC_CONCURRENCY}\n" if AXSYNC_CONCURRENCY else ""
+    if not index:
+        extra += "index = false\n"
     cfg.write_text(f"""\
 [accounts.bench]
 server = "{url}"
 username = "{USER}"
-maildir = "{work / 'axsync-mail'}"
+maildir = "{work / f'{name}-mail'}"
 password_command = "printf %s {PASSWORD}"
 mode = "sync"
 exclude = []
@@ -245,12 +250,13 @@ exclude = []
 
 
 def tool_dirs(tool: str, work: Path) -> list[Path]:
-    return {"axsync": [work / "axsync-mail"], "mbsync": [work / "mbsync-mail"],
+    return {"axsync": [work / "axsync-mail"], "axsync-noindex": [work / "axsync-noindex-mail"],
+            "mbsync": [work / "mbsync-mail"],
             "offlineimap": [work / "offlineimap-mail", work / "offlineimap-meta"]}[tool]
 
 
 def tool_argv(tool: str, cfg: Path) -> list[str]:
-    if tool == "axsync":
+    if tool.startswith("axsync"):
         return [str(ROOT / ".venv" / "bin" / "axsync"), "--config", str(cfg), "sync", "--json"]
     if tool == "mbsync":
         return ["mbsync", "-q", "-c", str(cfg), "-a"]
@@ -355,6 +361,8 @@ def bench_size(n: int, args: argparse.Namespace, results: dict[str, Any]) -> Non
                     work.mkdir()
                     cfgs = {
                         "axsync": axsync_config(work, f"http://127.0.0.1:{fake_port}"),
+                        "axsync-noindex": axsync_config(work, f"http://127.0.0.1:{fake_port}",
+                                                        index=False),
                         "mbsync": mbsync_config(work, dv_port, dv.password),
                         "offlineimap": offlineimap_config(work, dv_port, dv.password),
                     }
@@ -363,7 +371,7 @@ def bench_size(n: int, args: argparse.Namespace, results: dict[str, Any]) -> Non
                         runs = []
                         for i in range(args.repeat):
                             for d in tool_dirs(tool, work):
-                                shutil.rmtree(d, ignore_errors=True)
+                                retire(d)  # deleted at the end (see axsync.bench.retire)
                             if tool == "mbsync":  # mbsync wants its Maildir root to exist
                                 tool_dirs(tool, work)[0].mkdir()
                             log(f"[{n}] +{rtt:g} ms: {tool} initial pull {i + 1}/{args.repeat}")

@@ -298,3 +298,50 @@ def test_shards_split_the_accounts(tmp_path: Path) -> None:
             assert set().union(*seen) == set(names), seen
             assert sum(len(s) for s in seen) == len(names), f"shards overlap: {seen}"
             assert sum(1 for s in seen if s) >= 2, f"one shard took everything: {seen}"
+
+
+# ---------------------------------------------------------------------------- index = false
+
+
+def test_index_false_skips_the_search_index_until_reindex(fake: FakeAxigen, tmp_path: Path) -> None:
+    """A backup host that never searches: ``index = false`` syncs without the search index;
+    ``search`` says how many messages are not indexed, and ``reindex --catch-up`` fixes it."""
+    config = tmp_path / "config.toml"
+    add_account(config, "work", fake.url, tmp_path / "Mail", index=False)
+    env = {"AXSYNC_PASSWORD": PASSWORD}
+    done = axsync("sync", "--json", "work", config=config, env=env)
+    assert done.returncode == 0, done.stderr
+    archived = json_lines(done.stdout)[0]["pulled"]["new"]
+    assert archived > 0
+    word = _a_subject_word(fake)
+    found = axsync("search", "work", f"subject:{word}", "--json", config=config)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout == ""
+    assert f"{archived} messages are not indexed yet" in found.stderr
+    done = axsync("reindex", "work", "--catch-up", config=config)
+    assert done.returncode == 0, done.stderr
+    assert f"indexed {archived} messages" in done.stdout
+    found = axsync("search", "work", f"subject:{word}", "--json", config=config)
+    assert found.returncode == 0 and "not indexed" not in found.stderr, found.stderr
+    assert found.stdout.strip(), (word, found.stderr)
+    assert json_lines(found.stdout)
+    # A wrong type names the key.
+    add_account(config, "bad", fake.url, tmp_path / "Bad", index="no")
+    done = axsync("status", "bad", config=config)
+    assert done.returncode == 2
+    assert "accounts.bad.index: expected bool, got str" in done.stderr
+
+
+def _a_subject_word(fake: FakeAxigen) -> str:
+    """A plain word of some archived mail's Subject."""
+    import email
+    import email.policy
+    import re
+
+    for mails in server_mails(fake).values():
+        for mail in mails:
+            parsed = email.message_from_bytes(mail.raw, policy=email.policy.default)
+            subject = str(parsed.get("Subject", ""))  # decoded
+            for word in re.findall(r"\b[A-Za-z]{5,}\b", subject):
+                return word
+    raise AssertionError("no subject with a plain word")
