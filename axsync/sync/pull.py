@@ -1004,7 +1004,7 @@ class Puller:
         # futures cost the main thread a pass over all of them per finished download.
         done: queue.SimpleQueue[tuple[Mail, str, str, Any, BaseException | None]] = queue.SimpleQueue()
         inflight = 0
-        limit = max(1, self.options.concurrency) * 32
+        limit = max(1, self.options.concurrency) * 4
         pending_rows: list[tuple[Mail, str, str, Any]] = []
 
         def flush() -> None:
