@@ -40,10 +40,10 @@ from typing import cast
 import httpx
 
 _READ = 64 * 1024
-_MAX_LINE = 64 * 1024
-_MAX_HEADERS = 200
-_INCOMPLETE = "peer closed connection without sending complete message body"
-_NO_REPLY = "Server disconnected without sending a response."
+MAX_LINE = 64 * 1024
+MAX_HEADERS = 200
+INCOMPLETE = "peer closed connection without sending complete message body"
+NO_REPLY = "Server disconnected without sending a response."
 
 Key = tuple[str, str, int]  # scheme, host, port
 
@@ -89,44 +89,108 @@ class _Conn:
 
 
 def _line(rfile: BufferedReader) -> bytes:
-    line = rfile.readline(_MAX_LINE + 1)
-    if len(line) > _MAX_LINE:
+    line = rfile.readline(MAX_LINE + 1)
+    if len(line) > MAX_LINE:
         raise httpx.RemoteProtocolError("reply line too long")
     return line
 
 
-def _read_head(rfile: BufferedReader, method: str) -> tuple[int, bytes, list[tuple[bytes, bytes]], bool]:
-    """Status, reason, headers and "HTTP/1.1 keep-alive by default" of the next final reply
-    (1xx interim replies are skipped)."""
+# Pure pieces of the protocol, shared with the asyncio client (axsync.api.aio).
+
+
+def status_of(line: bytes) -> tuple[int, bytes, bool]:
+    """Status code, reason and "is HTTP/1.1" of a status line; RemoteProtocolError if it is
+    not an HTTP/1.x one (an empty line: the server closed without replying)."""
+    if not line:
+        raise httpx.RemoteProtocolError(NO_REPLY)
+    version, _, rest = line.rstrip(b"\r\n").partition(b" ")
+    code, _, reason = rest.partition(b" ")
+    if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
+        raise httpx.RemoteProtocolError(f"not an HTTP/1.x status line: {line[:80]!r}")
+    return int(code), reason, version == b"HTTP/1.1"
+
+
+def add_header(headers: list[tuple[bytes, bytes]], line: bytes) -> None:
+    """Append one header line (a folded continuation extends the previous header)."""
+    if line[:1] in (b" ", b"\t") and headers:  # obsolete line folding
+        name, value = headers[-1]
+        headers[-1] = (name, value + b" " + line.strip())
+        return
+    name, sep, value = line.partition(b":")
+    if not sep or not name or name != name.strip():
+        raise httpx.RemoteProtocolError(f"malformed header line: {line[:80]!r}")
+    headers.append((name, value.strip()))
+    if len(headers) > MAX_HEADERS:
+        raise httpx.RemoteProtocolError("too many header lines")
+
+
+def is_interim(status: int) -> bool:
+    """A 1xx reply other than 101: skipped, the final reply follows."""
+    return 100 <= status < 200 and status != 101
+
+
+def framing(method: str, status: int, headers: Sequence[tuple[bytes, bytes]],
+            keep: bool) -> tuple[int | None, bool, bool]:
+    """``(length, chunked, keep_alive)`` of a reply's body: a length (0 for none), or
+    chunked, or neither (read until the connection closes)."""
+    length: int | None = None
+    chunked = False
+    for name, value in headers:
+        lname = name.lower()
+        if lname == b"content-length":
+            if not value.isdigit():  # digits only: no sign, "_", list or spaces
+                raise httpx.RemoteProtocolError(f"bad Content-Length {value[:40]!r}")
+            length = int(value)
+        elif lname == b"transfer-encoding":
+            chunked = value.lower().rsplit(b",", 1)[-1].strip() == b"chunked"
+        elif lname == b"connection":
+            tokens = {t.strip() for t in value.lower().split(b",")}
+            if b"close" in tokens:
+                keep = False
+            elif b"keep-alive" in tokens:
+                keep = True
+    if method == "HEAD" or status in (204, 304):
+        return 0, False, keep
+    if chunked:
+        return None, True, keep
+    return length, False, keep
+
+
+def chunk_size(line: bytes) -> int:
+    """The size on a chunk-size line (extensions ignored); RemoteProtocolError otherwise."""
+    if not line:
+        raise httpx.RemoteProtocolError(f"{INCOMPLETE} (incomplete chunked read)")
+    digits = line.split(b";", 1)[0].strip()
+    if not digits or digits.strip(b"0123456789abcdefABCDEF"):  # hex digits only
+        raise httpx.RemoteProtocolError(f"malformed chunk size {line[:40]!r}")
+    return int(digits, 16)
+
+
+def request_head(method: str, key: Key, target: str, headers: Sequence[tuple[str, str]],
+                 body: bytes | None) -> bytes:
+    """The request line and headers (Host and Content-Length added)."""
+    scheme, host, port = key
+    default_port = 443 if scheme == "https" else 80
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 literal
+    lines = [f"{method} {target} HTTP/1.1",
+             f"Host: {shown}" if port == default_port else f"Host: {shown}:{port}"]
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    if body is not None or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body or b'')}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _read_head(rfile: BufferedReader) -> tuple[int, bytes, list[tuple[bytes, bytes]], bool]:
+    """Status, reason, headers and "HTTP/1.1" of the next final reply (interim ones skipped)."""
     while True:
-        status_line = _line(rfile)
-        if not status_line:
-            raise httpx.RemoteProtocolError(_NO_REPLY)
-        version, _, rest = status_line.rstrip(b"\r\n").partition(b" ")
-        code, _, reason = rest.partition(b" ")
-        if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
-            raise httpx.RemoteProtocolError(f"not an HTTP/1.x status line: {status_line[:80]!r}")
+        status, reason, http11 = status_of(_line(rfile))
         headers: list[tuple[bytes, bytes]] = []
-        while True:
-            line = _line(rfile)
-            if line in (b"\r\n", b"\n"):
-                break
+        while (line := _line(rfile)) not in (b"\r\n", b"\n"):
             if not line:
-                raise httpx.RemoteProtocolError(_NO_REPLY)
-            if line[:1] in (b" ", b"\t") and headers:  # obsolete line folding
-                name, value = headers[-1]
-                headers[-1] = (name, value + b" " + line.strip())
-                continue
-            name, sep, value = line.partition(b":")
-            if not sep or not name or name != name.strip():
-                raise httpx.RemoteProtocolError(f"malformed header line: {line[:80]!r}")
-            headers.append((name, value.strip()))
-            if len(headers) > _MAX_HEADERS:
-                raise httpx.RemoteProtocolError("too many header lines")
-        status = int(code)
-        if 100 <= status < 200 and status != 101:
-            continue
-        return status, reason, headers, version == b"HTTP/1.1"
+                raise httpx.RemoteProtocolError(NO_REPLY)
+            add_header(headers, line)
+        if not is_interim(status):
+            return status, reason, headers, http11
 
 
 class _Body(httpx.SyncByteStream):
@@ -151,7 +215,7 @@ class _Body(httpx.SyncByteStream):
                 while left:
                     chunk = conn.rfile.read1(min(left, _READ))
                     if not chunk:
-                        raise httpx.RemoteProtocolError(f"{_INCOMPLETE} ({left} bytes missing)")
+                        raise httpx.RemoteProtocolError(f"{INCOMPLETE} ({left} bytes missing)")
                     left -= len(chunk)
                     yield chunk
             else:  # delimited by the end of the connection
@@ -172,22 +236,16 @@ class _Body(httpx.SyncByteStream):
     @staticmethod
     def _chunks(rfile: BufferedReader) -> Iterator[bytes]:
         while True:
-            size_line = _line(rfile)
-            if not size_line:
-                raise httpx.RemoteProtocolError(f"{_INCOMPLETE} (incomplete chunked read)")
-            digits = size_line.split(b";", 1)[0].strip()
-            if not digits or digits.strip(b"0123456789abcdefABCDEF"):  # hex digits only
-                raise httpx.RemoteProtocolError(f"malformed chunk size {size_line[:40]!r}")
-            size = int(digits, 16)
+            size = chunk_size(_line(rfile))
             if size == 0:
                 while (trailer := _line(rfile)) not in (b"\r\n", b"\n"):
                     if not trailer:
-                        raise httpx.RemoteProtocolError(f"{_INCOMPLETE} (incomplete chunked read)")
+                        raise httpx.RemoteProtocolError(f"{INCOMPLETE} (incomplete chunked read)")
                 return
             while size:
                 chunk = rfile.read1(min(size, _READ))
                 if not chunk:
-                    raise httpx.RemoteProtocolError(f"{_INCOMPLETE} (incomplete chunked read)")
+                    raise httpx.RemoteProtocolError(f"{INCOMPLETE} (incomplete chunked read)")
                 size -= len(chunk)
                 yield chunk
             if _line(rfile) not in (b"\r\n", b"\n"):
@@ -259,15 +317,7 @@ class LeanTransport(httpx.BaseTransport):
         body not read yet. The caller must close the response."""
         connect_t, read_t, write_t = timeouts
         conn = self._acquire(key, connect_t)
-        scheme, host, port = key
-        default_port = 443 if scheme == "https" else 80
-        shown = f"[{host}]" if ":" in host else host  # an IPv6 literal
-        lines = [f"{method} {target} HTTP/1.1",
-                 f"Host: {shown}" if port == default_port else f"Host: {shown}:{port}"]
-        lines.extend(f"{name}: {value}" for name, value in headers)
-        if body is not None or method in ("POST", "PUT", "PATCH"):
-            lines.append(f"Content-Length: {len(body or b'')}")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        head = request_head(method, key, target, headers, body)
         try:
             conn.sock.settimeout(write_t)
             conn.sock.sendall(head + body if body else head)
@@ -279,7 +329,7 @@ class LeanTransport(httpx.BaseTransport):
             raise httpx.WriteError(str(exc) or exc.__class__.__name__) from exc
         try:
             conn.sock.settimeout(read_t)
-            status, reason, raw, keep = _read_head(conn.rfile, method)
+            status, reason, raw, keep = _read_head(conn.rfile)
         except httpx.TransportError:
             conn.close()
             raise
@@ -288,31 +338,15 @@ class LeanTransport(httpx.BaseTransport):
             raise httpx.ReadTimeout(str(exc) or "timed out waiting for the reply") from exc
         except (ConnectionResetError, BrokenPipeError) as exc:
             conn.close()
-            raise httpx.RemoteProtocolError(_NO_REPLY) from exc
+            raise httpx.RemoteProtocolError(NO_REPLY) from exc
         except (OSError, ValueError) as exc:
             conn.close()
             raise httpx.ReadError(str(exc) or exc.__class__.__name__) from exc
-        length: int | None = None
-        chunked = False
-        for name, value in raw:
-            lname = name.lower()
-            if lname == b"content-length":
-                if not value.isdigit():  # digits only: no sign, "_", list or spaces
-                    conn.close()
-                    raise httpx.RemoteProtocolError(f"bad Content-Length {value[:40]!r}")
-                length = int(value)
-            elif lname == b"transfer-encoding":
-                chunked = value.lower().rsplit(b",", 1)[-1].strip() == b"chunked"
-            elif lname == b"connection":
-                tokens = {t.strip() for t in value.lower().split(b",")}
-                if b"close" in tokens:
-                    keep = False
-                elif b"keep-alive" in tokens:
-                    keep = True
-        if method == "HEAD" or status in (204, 304):
-            length, chunked = 0, False
-        elif chunked:
-            length = None
+        try:
+            length, chunked, keep = framing(method, status, raw, keep)
+        except httpx.RemoteProtocolError:
+            conn.close()
+            raise
         stream = _Body(self, key, conn, length, chunked, keep)
         return httpx.Response(status, headers=raw, stream=stream,
                               extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason})

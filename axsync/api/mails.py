@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import httpx
 
@@ -34,6 +34,9 @@ from axsync.errors import (
     StoreError,
 )
 from axsync.model import Download, Mail, MailDelta, MailPage
+
+if TYPE_CHECKING:
+    from axsync.api.aio import AsyncSource
 
 CHUNK = 64 * 1024
 _CAMEL = re.compile(r"_([a-z])")
@@ -137,6 +140,17 @@ class MailsMixin(ClientBase):
         """``GET /api/v1/mails/{id}``. NotFound if it no longer exists."""
         return wire.parse_mail(self._json(MAIL, mail_id), MAIL.key)
 
+    def source_fetcher(self) -> AsyncSource | None:
+        """An :class:`axsync.api.aio.AsyncSource` doing what :meth:`download_source` does,
+        for an asyncio event loop; None when downloads must go through
+        :meth:`download_source` (a caller-given HTTP transport or a proxy, or a subclass
+        that replaces it)."""
+        if not self._http.lean or type(self).download_source is not MailsMixin.download_source:
+            return None
+        from axsync.api.aio import AsyncSource
+
+        return AsyncSource(self._http, MAIL_SOURCE)
+
     def download_source(
         self, mail_id: str, out: BinaryIO, *, expected_size: int | None = None
     ) -> Download:
@@ -160,7 +174,7 @@ class MailsMixin(ClientBase):
 
         def handle(resp: httpx.Response) -> Download:
             if written[0]:  # an earlier attempt wrote part of a body: start over
-                _rewind(out, origin, mail_id)
+                rewind(out, origin, mail_id)
             digest = SourceDigest()
             for chunk in resp.iter_bytes(CHUNK):
                 written[0] = True
@@ -169,7 +183,7 @@ class MailsMixin(ClientBase):
                 except (OSError, ValueError) as exc:
                     raise StoreError(f"cannot write the source of mail {mail_id}: {exc}") from exc
                 digest.update(chunk)
-            _check_lengths(resp, digest, expected_size, mail_id)
+            check_lengths(resp.headers, resp.num_bytes_downloaded, digest, expected_size, mail_id)
             return digest.result()
 
         result = self._http.call(MAIL_SOURCE, mail_id, handle=handle)
@@ -229,7 +243,7 @@ class MailsMixin(ClientBase):
         return wire.parse_mail(self._json(MAIL_CREATE, json=body), MAIL_CREATE.key, folder_id)
 
 
-def _rewind(out: BinaryIO, origin: int | None, mail_id: str) -> None:
+def rewind(out: BinaryIO, origin: int | None, mail_id: str) -> None:
     """Seek ``out`` back to ``origin`` and truncate it, before a retry writes again."""
     if origin is None:
         raise ServerUnreachable(
@@ -244,20 +258,21 @@ def _rewind(out: BinaryIO, origin: int | None, mail_id: str) -> None:
         raise StoreError(f"cannot rewind the output for mail {mail_id}: {exc}") from exc
 
 
-def _check_lengths(
-    resp: httpx.Response, digest: SourceDigest, expected_size: int | None, mail_id: str
+def check_lengths(
+    headers: httpx.Headers, raw_bytes: int, digest: SourceDigest, expected_size: int | None,
+    mail_id: str,
 ) -> None:
     """Content-Length and the caller's expected size must match what arrived. Content-Length
     counts the bytes on the wire: the decoded size when there is no Content-Encoding, else
-    httpx's count of raw bytes."""
+    ``raw_bytes``, the count of bytes received before decoding."""
     where = MAIL_SOURCE.key
-    declared = resp.headers.get("Content-Length", "").strip()
+    declared = headers.get("Content-Length", "").strip()
     length = int(declared) if declared.isdigit() else None
-    encoded = resp.headers.get("Content-Encoding", "identity").strip().lower() not in (
+    encoded = headers.get("Content-Encoding", "identity").strip().lower() not in (
         "",
         "identity",
     )
-    received = resp.num_bytes_downloaded if encoded else digest.size
+    received = raw_bytes if encoded else digest.size
     if length is not None and received != length:
         raise RetryableBody(
             IntegrityError(

@@ -58,7 +58,7 @@ Params = Mapping[str, str | int | Sequence[str]]
 
 LOGIN = "/api/v1/login"
 _ERROR_BODY_LIMIT = 64 * 1024
-_USER_AGENT = f"axsync/{__version__}"
+USER_AGENT = f"axsync/{__version__}"
 #: Connections of one thread's client: one in use, one spare for a call made meanwhile.
 _PER_THREAD = 2
 #: Re-logins one request may do after 401s on sessions that never served anything.
@@ -215,20 +215,20 @@ class Http:
             # Our lean transport (axsync.api.lean) unless the caller brings one, or the
             # environment asks for a proxy (httpx's own transport handles proxies).
             url = httpx.URL(base_url.rstrip("/"))
-            self._lean = (transport is None and url.scheme in ("http", "https")
+            self.lean = (transport is None and url.scheme in ("http", "https")
                           and not _proxied(base_url))
-            self._ssl_context = ssl_context
-            self._origin = (url.scheme, url.raw_host.decode("ascii"),  # IDNA, as on the wire
+            self.ssl_context = ssl_context
+            self.origin = (url.scheme, url.raw_host.decode("ascii"),  # IDNA, as on the wire
                             url.port or (443 if url.scheme == "https" else 80))
-            self._prefix = url.raw_path.decode("ascii").rstrip("/")
-            self._timeouts = (timeout, timeout, timeout)
+            self.prefix = url.raw_path.decode("ascii").rstrip("/")
+            self.timeouts = (timeout, timeout, timeout)
             self._client_options: dict[str, object] = {
                 "base_url": base_url.rstrip("/"),
                 "timeout": httpx.Timeout(timeout),
                 "verify": ssl_context,
                 "transport": transport,
                 "follow_redirects": False,
-                "headers": {"User-Agent": _USER_AGENT},
+                "headers": {"User-Agent": USER_AGENT},
                 "limits": httpx.Limits(max_connections=_PER_THREAD, max_keepalive_connections=_PER_THREAD),
             }
             self._clients: dict[int, tuple[threading.Thread, httpx.Client]] = {}
@@ -241,7 +241,7 @@ class Http:
                 f"cannot set up the HTTP client: {exc}", problems=[f"server URL / CA bundle: {exc}"]
             ) from exc
         token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-        self._authorization = f"Basic {token}"
+        self.authorization = f"Basic {token}"
         self.max_retries = max(0, max_retries)
         self.backoff = backoff
         self.sleep: Callable[[float], None] = time.sleep
@@ -263,8 +263,8 @@ class Http:
         if mine is not None and not mine.is_closed:
             return mine
         options = dict(self._client_options)
-        if self._lean:
-            options["transport"] = LeanTransport(self._ssl_context)
+        if self.lean:
+            options["transport"] = LeanTransport(self.ssl_context)
         mine = httpx.Client(**options)  # type: ignore[arg-type]
         me = threading.current_thread()
         with self._clients_lock:
@@ -417,7 +417,7 @@ class Http:
     ) -> T | _Again:
         """One attempt: the handler's result, or what to do next (:class:`_Again`)."""
         route, retries = attempt.route, attempt.retries
-        headers = {"Authorization": self._authorization, "Accept": route.accept}
+        headers = {"Authorization": self.authorization, "Accept": route.accept}
         if used is not None:
             headers["X-Axigen-Session"] = used.sid
         try:
@@ -448,24 +448,24 @@ class Http:
     @contextlib.contextmanager
     def _open(self, attempt: _Attempt, headers: dict[str, str]) -> Iterator[httpx.Response]:
         """Send one attempt; the reply (body not read yet) is closed on leaving."""
-        if not self._lean:
+        if not self.lean:
             with self.client.stream(attempt.route.method, attempt.path, params=attempt.params,
                                     json=attempt.json, headers=headers) as resp:
                 yield resp
             return
-        target = self._prefix + attempt.path
+        target = self.prefix + attempt.path
         if attempt.params:
             target += "?" + str(httpx.QueryParams(attempt.params))
         fields = [("Accept-Encoding", self._accept_encoding), ("Connection", "keep-alive"),
-                  ("User-Agent", _USER_AGENT), *headers.items()]
+                  ("User-Agent", USER_AGENT), *headers.items()]
         body: bytes | None = None
         if attempt.json is not None:  # encoded as httpx does
             body = json.dumps(attempt.json, ensure_ascii=False, separators=(",", ":"),
                               allow_nan=False).encode("utf-8")
             fields.append(("Content-Type", "application/json"))
         transport = cast(LeanTransport, self.client._transport)
-        resp = transport.send(attempt.route.method, self._origin, target, fields, body,
-                              self._timeouts)
+        resp = transport.send(attempt.route.method, self.origin, target, fields, body,
+                              self.timeouts)
         try:
             yield resp
         finally:

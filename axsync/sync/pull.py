@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from axsync.api import ApiClient
+from axsync.api.aio import AsyncSource
 from axsync.errors import (
     AxsyncError,
     DeletionGuardError,
@@ -51,6 +52,7 @@ from axsync.store import Store
 from axsync.store.keywords import atom_to_label, keywords_of, label_to_atom
 from axsync.store.names import assign_dirname, is_canonical_dirname, safe_host
 from axsync.sync import plan as P
+from axsync.sync.fetch import LoopRunner
 from axsync.sync.local import SYSTEM, label_ids_for
 from axsync.sync.merge import merge
 from axsync.sync.report import Progress, RunReport
@@ -1021,8 +1023,26 @@ class Puller:
             if self.observer is not None:
                 self.observer.recorded()
 
-        with ThreadPoolExecutor(max_workers=max(1, self.options.concurrency),
-                                thread_name_prefix="axsync-dl") as pool:
+        connections = max(1, self.options.concurrency)
+        fetcher = getattr(self.api, "source_fetcher", None)
+        source = fetcher() if fetcher is not None else None
+        runner: contextlib.AbstractContextManager[Any]
+        if source is not None:  # every download on one event loop (axsync.sync.fetch)
+            loop_runner = LoopRunner(connections, file_threads=max(2, min(8, connections // 4)))
+            loop_runner.on_close(source.close)
+            runner = loop_runner
+
+            def submit(mail: Mail, kind: str, dirname: str, unique: str, letters: str) -> None:
+                loop_runner.submit(self._download_async, loop_runner, source, done, mail, kind,
+                                   dirname, unique, letters)
+        else:  # a thread per connection (a proxy, a caller's own HTTP transport)
+            pool = ThreadPoolExecutor(max_workers=connections, thread_name_prefix="axsync-dl")
+            runner = pool
+
+            def submit(mail: Mail, kind: str, dirname: str, unique: str, letters: str) -> None:
+                pool.submit(self._download_to, done, mail, kind, dirname, unique, letters)
+
+        with runner:
             it: Iterator[tuple[Mail, str]] = (
                 (m, k) for m, k in staging.new_mails() if m.id not in self._relocated_new)
             exhausted = False
@@ -1047,7 +1067,7 @@ class Puller:
                         pending_rows.append((mail, kind, dirname, adopted))
                         continue
                     self._tick()
-                    pool.submit(self._download_to, done, mail, kind, dirname, unique, letters)
+                    submit(mail, kind, dirname, unique, letters)
                     inflight += 1
                 if not inflight:
                     break
@@ -1092,6 +1112,30 @@ class Puller:
             done.put((mail, kind, dirname, self._download_one(mail, dirname, unique, letters), None))
         except BaseException as exc:
             done.put((mail, kind, dirname, None, exc))
+
+    async def _download_async(self, runner: LoopRunner, source: AsyncSource,
+                              done: queue.SimpleQueue[tuple[Mail, str, str, Any, BaseException | None]],
+                              mail: Mail, kind: str, dirname: str, unique: str, letters: str) -> None:
+        """On the event loop: :meth:`_download_one`'s work, the fsync + rename on a file
+        thread; the result or exception put on ``done`` (exactly one item per call)."""
+        sink: _Sink | None = None
+        committed = False
+        try:
+            sink = _Sink(self.store, dirname, unique)
+            dl = await source.download(mail.id, sink)  # type: ignore[arg-type]
+            writer = sink.writer
+            stored = await runner.in_files(
+                lambda: writer.commit(letters, mail.date, sync_dir=False))  # see flush()
+            committed = True
+            if stored.sha256 != dl.sha256 or stored.size != dl.size:
+                raise IntegrityError(f"mail {mail.id}: bytes written differ from bytes received")
+            done.put((mail, kind, dirname, stored, None))
+        except BaseException as exc:
+            if sink is not None and not committed:
+                sink.abort()
+            done.put((mail, kind, dirname, None, exc))
+            if not isinstance(exc, Exception):
+                raise
 
     def _download_one(self, mail: Mail, dirname: str, unique: str, letters: str) -> Any:
         """Worker thread: network and file only; never touches the DB."""

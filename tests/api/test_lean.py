@@ -666,7 +666,7 @@ def test_http_get_after_the_server_closed_the_connection_needs_no_retry(
     http.sleep = lambda _seconds: None
     route = Route("GET", "/api/")
     try:
-        assert http._lean is True
+        assert http.lean is True
         assert http.call(route, session=False, handle=read_json(route)) == json.loads(info)
         wait_idle_readable(cast(LeanTransport, http.client._transport), server.key)
         assert http.call(route, session=False, handle=read_json(route)) == json.loads(info)
@@ -1034,8 +1034,8 @@ def test_idn_host_header_is_ascii(
 
 def test_http_origin_of_an_idn_server_is_idna_encoded(no_proxy_env: pytest.MonkeyPatch) -> None:
     with ApiClient("https://bücher.example:8443/base/", USER, PASSWORD) as client:
-        assert client._http._lean is True
-        assert client._http._origin == ("https", "xn--bcher-kva.example", 8443)
+        assert client._http.lean is True
+        assert client._http.origin == ("https", "xn--bcher-kva.example", 8443)
 
 
 # ---------------------------------------------------------------------- 12. Content-Encoding
@@ -1150,7 +1150,7 @@ def test_api_client_sends_through_lean_transport(
 ) -> None:
     fake = make_fake()
     client = make_client(fake)
-    assert client._http._lean is True
+    assert client._http.lean is True
     assert isinstance(client._http.client._transport, LeanTransport)
     assert client.server_info().api_version
     folders = client.list_folders()  # logs in, then a session request
@@ -1170,11 +1170,11 @@ def test_api_client_falls_back_to_httpx_behind_a_proxy(
     no_proxy_env: pytest.MonkeyPatch, url: str, variable: str
 ) -> None:
     with ApiClient(url, USER, PASSWORD) as plain:
-        assert plain._http._lean is True
+        assert plain._http.lean is True
     no_proxy_env.setenv(variable, "http://proxy.example.net:3128")
     with ApiClient(url, USER, PASSWORD) as proxied:
-        assert proxied._http._lean is False
+        assert proxied._http.lean is False
         assert not isinstance(proxied._http.client._transport, LeanTransport)
     no_proxy_env.setenv("NO_PROXY", "mail.example.com")
     with ApiClient(url, USER, PASSWORD) as bypassed:
-        assert bypassed._http._lean is True
+        assert bypassed._http.lean is True

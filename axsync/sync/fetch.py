@@ -1,0 +1,89 @@
+"""Where the pull's downloads run: worker threads, or one asyncio event loop.
+
+:class:`LoopRunner` is used when the API client can download on an event loop
+(:meth:`axsync.api.mails.MailsMixin.source_fetcher`): all the network work on one thread,
+the blocking file work (fsync, rename) on a few others (:attr:`LoopRunner.files`). The
+caller submits coroutine functions from its own thread; leaving the ``with`` block waits
+for every submitted one to finish, as a thread pool's shutdown does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any
+
+
+class LoopRunner:
+    """An event loop on its own thread, running at most ``connections`` submitted
+    coroutines at a time."""
+
+    def __init__(self, connections: int, file_threads: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._limit = asyncio.Semaphore(max(1, connections))
+        self.files = ThreadPoolExecutor(max(1, file_threads), thread_name_prefix="axsync-files")
+        self._pending: set[concurrent.futures.Future[None]] = set()
+        self._pending_lock = threading.Lock()  # done callbacks run on the loop's thread
+        self._thread = threading.Thread(target=self.loop.run_forever, name="axsync-net",
+                                        daemon=True)
+        self._thread.start()
+        self._closers: list[Callable[[], None]] = []
+
+    def on_close(self, closer: Callable[[], None]) -> None:
+        """Call ``closer()`` on the loop's thread when the runner closes (its connections)."""
+        self._closers.append(closer)
+
+    def submit(self, job: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run ``await job(*args)`` on the loop. ``job`` must handle its own errors: an
+        exception that escapes it is raised again by :meth:`close`."""
+        future = asyncio.run_coroutine_threadsafe(self._limited(job, *args), self.loop)
+        with self._pending_lock:
+            self._pending.add(future)
+        future.add_done_callback(self._finished)
+
+    def _finished(self, future: concurrent.futures.Future[None]) -> None:
+        with self._pending_lock:
+            self._pending.discard(future)
+
+    async def _limited(self, job: Callable[..., Awaitable[None]], *args: Any) -> None:
+        async with self._limit:
+            await job(*args)
+
+    async def in_files(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on a file thread (blocking file work), awaited."""
+        return await self.loop.run_in_executor(self.files, lambda: fn(*args))
+
+    def close(self) -> None:
+        """Wait for every submitted job, then stop the loop and the file threads."""
+        errors: list[BaseException] = []
+        try:
+            while True:
+                with self._pending_lock:
+                    pending = list(self._pending)
+                if not pending:
+                    break
+                done, _ = concurrent.futures.wait(pending)
+                errors.extend(e for f in done if (e := f.exception()) is not None)
+        finally:
+            def closing() -> None:
+                for closer in self._closers:
+                    closer()
+                self.loop.stop()
+
+            self.loop.call_soon_threadsafe(closing)
+            self._thread.join()
+            self.loop.close()
+            self.files.shutdown(wait=True)
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> LoopRunner:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
