@@ -48,7 +48,7 @@ from axsync.api.transport import (
     _Attempt,
     _Session,
 )
-from axsync.errors import StoreError
+from axsync.errors import MalformedReply, StoreError
 from axsync.model import Download
 
 log = logging.getLogger("axsync.api")
@@ -351,8 +351,8 @@ class AsyncSource:
                         raise StoreError(f"cannot write the source of mail {mail_id}: {exc}") from exc
                     return digest.result()
                 error_body = await reply.read_capped()
-                outcome = http._refused(attempt, httpx.Response(
-                    reply.status, headers=reply.headers, content=error_body))
+                outcome = http._refused(attempt, httpx.Response(  # a stream: decoded lazily
+                    reply.status, headers=reply.headers, stream=httpx.ByteStream(error_body)))
             except RetryableBody as exc:
                 if attempt.retries >= http.max_retries:
                     raise exc.final from exc.__cause__
@@ -360,6 +360,12 @@ class AsyncSource:
             except httpx.TransportError as exc:
                 delay = http._transport_failure(route, exc, True, attempt.retries)
                 outcome = _Again(delay, f"{exc.__class__.__name__}: {exc}")
+            except httpx.DecodingError as exc:  # Content-Encoding that does not decode
+                if attempt.retries >= http.max_retries:
+                    raise MalformedReply(f"{route.key}: reply body cannot be decoded: {exc}",
+                                         endpoint=route.key) from exc
+                outcome = _Again(http.backoff.delay(attempt.retries, None, http.uniform),
+                                 f"undecodable: {exc}")
             finally:
                 if reply is not None:
                     reply.close()
