@@ -193,6 +193,14 @@ def _read_head(rfile: BufferedReader) -> tuple[int, bytes, list[tuple[bytes, byt
             return status, reason, headers, http11
 
 
+def _read_failure(exc: BaseException, doing: str) -> httpx.TransportError:
+    """The httpx error for a socket failure while receiving: a timeout as ReadTimeout,
+    anything else as ReadError."""
+    if isinstance(exc, TimeoutError):
+        return httpx.ReadTimeout(str(exc) or f"timed out {doing}")
+    return httpx.ReadError(str(exc) or exc.__class__.__name__)
+
+
 class _Body(httpx.SyncByteStream):
     """The streamed body of one reply; hands the connection back when read to the end."""
 
@@ -222,15 +230,11 @@ class _Body(httpx.SyncByteStream):
                 while chunk := conn.rfile.read1(_READ):
                     yield chunk
                 self._keep = False
-        except httpx.TransportError:
+        except (httpx.TransportError, OSError, ValueError) as exc:
             self._drop()
-            raise
-        except TimeoutError as exc:
-            self._drop()
-            raise httpx.ReadTimeout(str(exc) or "timed out reading the reply") from exc
-        except (OSError, ValueError) as exc:
-            self._drop()
-            raise httpx.ReadError(str(exc) or exc.__class__.__name__) from exc
+            if isinstance(exc, httpx.TransportError):
+                raise
+            raise _read_failure(exc, "reading the reply") from exc
         self._done = True
 
     @staticmethod
@@ -330,18 +334,13 @@ class LeanTransport(httpx.BaseTransport):
         try:
             conn.sock.settimeout(read_t)
             status, reason, raw, keep = _read_head(conn.rfile)
-        except httpx.TransportError:
+        except (httpx.TransportError, OSError, ValueError) as exc:
             conn.close()
-            raise
-        except TimeoutError as exc:
-            conn.close()
-            raise httpx.ReadTimeout(str(exc) or "timed out waiting for the reply") from exc
-        except (ConnectionResetError, BrokenPipeError) as exc:
-            conn.close()
-            raise httpx.RemoteProtocolError(NO_REPLY) from exc
-        except (OSError, ValueError) as exc:
-            conn.close()
-            raise httpx.ReadError(str(exc) or exc.__class__.__name__) from exc
+            if isinstance(exc, httpx.TransportError):
+                raise
+            if isinstance(exc, ConnectionResetError | BrokenPipeError):
+                raise httpx.RemoteProtocolError(NO_REPLY) from exc  # reset before any reply
+            raise _read_failure(exc, "waiting for the reply") from exc
         try:
             length, chunked, keep = framing(method, status, raw, keep)
         except httpx.RemoteProtocolError:
