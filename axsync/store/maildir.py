@@ -351,17 +351,18 @@ class Store:
 
     # ------------------------------------------------------------------ writing
 
-    def writer(self, dirname: str, unique: str | None = None) -> MessageWriter:
+    def writer(self, dirname: str, unique: str | None = None,
+               size_hint: int | None = None) -> MessageWriter:
         """A :class:`MessageWriter` into the existing folder ``dirname`` (see
         :meth:`ensure_folder`); StoreError if the folder is missing. ``unique``: the
         message's unique part (default: :func:`names.new_unique`); a caller's own must
         not already be used in the folder (check with :meth:`locate`); UnsafeName if it
-        cannot be one."""
+        cannot be one. ``size_hint``: the expected size, which sizes the compressor (memory)."""
         folder = self._checked.get(dirname)
         if folder is None:
             self._subdir(dirname, "tmp")
             folder = self._checked[dirname] = self._subdir(dirname, "cur").parent
-        return MessageWriter(dirname, folder, self.compression, self.level, unique)
+        return MessageWriter(dirname, folder, self.compression, self.level, unique, size_hint)
 
     def sync_cur(self, dirname: str) -> None:
         """Make the names in the folder's ``cur/`` durable (fsync the directory): the

@@ -49,13 +49,14 @@ class MessageWriter:
     StoreError on file-system errors, after removing the temporary file."""
 
     def __init__(
-        self, dirname: str, folder_dir: Path, method: str, level: int, unique: str | None = None
+        self, dirname: str, folder_dir: Path, method: str, level: int, unique: str | None = None,
+        size_hint: int | None = None,
     ) -> None:
         if unique is not None:
             check_unique(unique)
         self.dirname = dirname
         self._folder_dir = folder_dir
-        self._compressor = Compressor(method, level)
+        self._compressor = Compressor(method, level, size_hint)
         self._unique = unique or new_unique()
         self._tmp = folder_dir / "tmp" / new_unique()
         self._hash = hashlib.sha256()

@@ -98,9 +98,9 @@ class _Sink:
     """A file-like target for ``download_source`` over a store writer: ``seek(0)`` +
     ``truncate()`` (what the client does before a retry) start a fresh writer."""
 
-    def __init__(self, store: Store, dirname: str, unique: str) -> None:
-        self.store, self.dirname, self.unique = store, dirname, unique
-        self._cm = store.writer(dirname, unique=unique)
+    def __init__(self, store: Store, dirname: str, unique: str, size_hint: int | None = None) -> None:
+        self.store, self.dirname, self.unique, self.size_hint = store, dirname, unique, size_hint
+        self._cm = store.writer(dirname, unique=unique, size_hint=size_hint)
         self.writer = self._cm.__enter__()
 
     def write(self, data: bytes) -> int:
@@ -114,7 +114,7 @@ class _Sink:
 
     def truncate(self, size: int | None = None) -> int:
         self.abort()
-        self._cm = self.store.writer(self.dirname, unique=self.unique)
+        self._cm = self.store.writer(self.dirname, unique=self.unique, size_hint=self.size_hint)
         self.writer = self._cm.__enter__()
         return 0
 
@@ -1121,7 +1121,7 @@ class Puller:
         sink: _Sink | None = None
         committed = False
         try:
-            sink = _Sink(self.store, dirname, unique)
+            sink = _Sink(self.store, dirname, unique, mail.size or None)
             dl = await source.download(mail.id, sink)  # type: ignore[arg-type]
             writer = sink.writer
             stored = await runner.in_files(
@@ -1139,7 +1139,7 @@ class Puller:
 
     def _download_one(self, mail: Mail, dirname: str, unique: str, letters: str) -> Any:
         """Worker thread: network and file only; never touches the DB."""
-        sink = _Sink(self.store, dirname, unique)
+        sink = _Sink(self.store, dirname, unique, mail.size or None)
         committed = False
         try:
             dl = self.api.download_source(mail.id, sink)  # type: ignore[arg-type]

@@ -47,6 +47,33 @@ def test_zstd_is_one_standard_frame_without_dictionary() -> None:
     assert obj.decompress(packed) == data and obj.eof and obj.unused_data == b""
 
 
+@settings(max_examples=40)
+@given(st.binary(max_size=200_000), st.integers(min_value=1, max_value=300_000),
+       st.sampled_from(["zstd", "none"]))
+def test_size_hint_round_trips_whatever_the_real_size(data: bytes, hint: int, method: str) -> None:
+    """The hint (the server's idea of the size) only sizes the compressor; a message larger
+    or smaller than it is stored whole, as one standard frame with its checksum."""
+    c = Compressor(method, 3, size_hint=hint)
+    packed = b"".join(c.compress(data[i : i + 65536]) for i in range(0, len(data), 65536)) + c.flush()
+    assert open_stream(io.BytesIO(packed)).read() == data
+    if c.method == "zstd":
+        assert zstandard.get_frame_parameters(packed).has_checksum
+        obj = zstandard.ZstdDecompressor().decompressobj()
+        assert obj.decompress(packed) == data and obj.eof and obj.unused_data == b""
+
+
+def test_size_hint_keeps_the_compressor_small() -> None:
+    """A level-3 context sized for a small message: a small window (memory of many
+    downloads in flight) and no loss of ratio on it."""
+    message = b"Subject: hello\r\n\r\n" + b"a line of a small message\r\n" * 150
+    sized, plain = Compressor("zstd", 3, size_hint=len(message)), Compressor("zstd", 3)
+    small = sized.compress(message) + sized.flush()
+    big = plain.compress(message) + plain.flush()
+    assert zstandard.get_frame_parameters(small).window_size <= 32 * 1024
+    assert zstandard.get_frame_parameters(big).window_size >= 1024 * 1024
+    assert len(small) <= len(big) + 8
+
+
 def test_gzip_is_standard() -> None:
     assert gzip.decompress(compress_bytes(b"hello\n" * 100, "gzip", 9)) == b"hello\n" * 100
 
