@@ -58,7 +58,9 @@ _FOLDER_PARAMS = {"type": "mails", "accessMode": "all"}
 class ApiClient(MailsMixin, ConversationsMixin, BatchMixin):
     """Client for one Axigen mailbox.
 
-    ``concurrency`` sizes the connection pool (workers + 1 for the main thread).
+    Each thread sends over its own connections and the pull's downloads over an event loop
+    of their own (:meth:`source_fetcher`), so nothing needs sizing: ``concurrency`` (how
+    many threads a caller will use) is accepted for callers that pass it, and unused.
     ``max_retries`` is the number of *re*-tries after the first attempt; backoff is
     exponential with full jitter between 0 and ``min(backoff_max, backoff_base * 2**n)``,
     or the server's ``Retry-After`` capped at ``backoff_max``. ``transport`` replaces the
@@ -83,7 +85,6 @@ class ApiClient(MailsMixin, ConversationsMixin, BatchMixin):
             base_url,
             username,
             password,
-            concurrency=concurrency,
             timeout=timeout,
             verify=verify,
             max_retries=max_retries,

@@ -195,7 +195,6 @@ class Http:
         username: str,
         password: str,
         *,
-        concurrency: int,
         timeout: float,
         verify: bool | str,
         max_retries: int,

@@ -660,7 +660,7 @@ def test_http_get_after_the_server_closed_the_connection_needs_no_retry(
     )
     server = serve([then_close(reply)], [reply])
     http = Http(
-        server.url, USER, PASSWORD, concurrency=1, timeout=2.0, verify=True, max_retries=2,
+        server.url, USER, PASSWORD, timeout=2.0, verify=True, max_retries=2,
         backoff=Backoff(base=0.001, maximum=0.001), transport=None,
     )  # fmt: skip
     http.sleep = lambda _seconds: None
