@@ -18,14 +18,12 @@ after ``out`` is rewound), and is asked for without a ``Content-Encoding``.
 from __future__ import annotations
 
 import asyncio
-import logging
 import ssl
 from collections.abc import AsyncIterator, Sequence
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import httpx
 
-from axsync.api.download import SourceDigest
 from axsync.api.lean import (
     INCOMPLETE,
     MAX_LINE,
@@ -39,7 +37,6 @@ from axsync.api.lean import (
     status_of,
 )
 from axsync.api.transport import (
-    _RELOGIN,
     USER_AGENT,
     Http,
     RetryableBody,
@@ -48,10 +45,10 @@ from axsync.api.transport import (
     _Attempt,
     _Session,
 )
-from axsync.errors import MalformedReply, StoreError
 from axsync.model import Download
 
-log = logging.getLogger("axsync.api")
+if TYPE_CHECKING:
+    from axsync.api.mails import SourceOutput
 
 _READ = 64 * 1024
 _HIGH = 256 * 1024  # pause reading above this many buffered bytes
@@ -304,80 +301,49 @@ class AsyncSource:
         """As :meth:`axsync.api.mails.MailsMixin.download_source` (without
         ``expected_size``): the source streamed into ``out`` (rewound before a retry that
         follows a partial body), its size, sha256 and vsize."""
-        from axsync.api.mails import check_lengths, rewind
+        from axsync.api.mails import SourceOutput
 
-        http, route = self.http, self.route
-        attempt = _Attempt(route, route.path(mail_id), None, None, True)
-        try:
-            origin: int | None = out.tell() if out.seekable() else None
-        except (OSError, ValueError):
-            origin = None
-        written = False
-        refusals = unproven = 0
-        own: _Session | None = None
+        http = self.http
+        attempt = _Attempt(self.route, self.route.path(mail_id), None, None, True)
+        output = SourceOutput(out, mail_id)
         while True:
-            used = http._current_session()
-            http._count(route)
-            http._mark(used, served=False)
-            outcome: _Again | None = None
-            reply: Reply | None = None
-            try:
-                reply = await exchange(self.pool, "GET", http.origin, http.prefix + attempt.path,
-                                       self._headers(used), http.timeouts)
-                if 200 <= reply.status < 300:
-                    http._mark(used, served=True)
-                    headers = httpx.Headers(reply.headers)
-                    if headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
-                        data = httpx.Response(reply.status, headers=reply.headers,
-                                              content=b"".join([c async for c in reply.chunks()]))
-                        body: AsyncIterator[bytes] = _once(data.read())
-                    else:
-                        body = reply.chunks()
-                    if written:
-                        rewind(out, origin, mail_id)
-                    digest = SourceDigest()
-                    async for chunk in body:
-                        written = True
-                        try:
-                            out.write(chunk)
-                        except (OSError, ValueError) as exc:
-                            raise StoreError(
-                                f"cannot write the source of mail {mail_id}: {exc}") from exc
-                        digest.update(chunk)
-                    check_lengths(headers, reply.raw_bytes, digest, None, mail_id)
-                    try:
-                        out.flush()
-                    except (OSError, ValueError) as exc:
-                        raise StoreError(f"cannot write the source of mail {mail_id}: {exc}") from exc
-                    return digest.result()
+            used = http.begin(attempt)
+            assert used is not None
+            outcome = await self._send(attempt, used, output)
+            if not isinstance(outcome, _Again):
+                output.flush()
+                return outcome
+            delay = http.wait_after(attempt, outcome, used)
+            if delay is not None:
+                await asyncio.sleep(delay)
+
+    async def _send(self, attempt: _Attempt, used: _Session,
+                    output: SourceOutput) -> Download | _Again:
+        """One attempt, as :meth:`Http._send`: the download, or what to do next."""
+        http = self.http
+        reply: Reply | None = None
+        try:
+            reply = await exchange(self.pool, "GET", http.origin, http.prefix + attempt.path,
+                                   self._headers(used), http.timeouts)
+            if not 200 <= reply.status < 300:
                 error_body = await reply.read_capped()
-                outcome = http._refused(attempt, httpx.Response(  # a stream: decoded lazily
+                return http._refused(attempt, httpx.Response(  # a stream: decoded lazily
                     reply.status, headers=reply.headers, stream=httpx.ByteStream(error_body)))
-            except RetryableBody as exc:
-                if attempt.retries >= http.max_retries:
-                    raise exc.final from exc.__cause__
-                outcome = _Again(http.backoff.delay(attempt.retries, None, http.uniform), str(exc))
-            except httpx.TransportError as exc:
-                delay = http._transport_failure(route, exc, True, attempt.retries)
-                outcome = _Again(delay, f"{exc.__class__.__name__}: {exc}")
-            except httpx.DecodingError as exc:  # Content-Encoding that does not decode
-                if attempt.retries >= http.max_retries:
-                    raise MalformedReply(f"{route.key}: reply body cannot be decoded: {exc}",
-                                         endpoint=route.key) from exc
-                outcome = _Again(http.backoff.delay(attempt.retries, None, http.uniform),
-                                 f"undecodable: {exc}")
-            finally:
-                if reply is not None:
-                    reply.close()
-            if outcome is _RELOGIN:
-                refusals += 1
-                unproven += used.unproven
-                own = http._after_401(route, used, own, (refusals, unproven))
-                continue
-            attempt.retries += 1
-            log.info("%s: %s; retry %d/%d in %.2fs", route.key, outcome.reason, attempt.retries,
-                     http.max_retries, outcome.delay)
-            await asyncio.sleep(outcome.delay)
+            http._mark(used, served=True)
+            headers = httpx.Headers(reply.headers)
+            body: AsyncIterator[bytes] = reply.chunks()
+            if headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
+                raw = b"".join([c async for c in body])  # asked for identity: a rare server
+                body = _once(httpx.Response(reply.status, headers=reply.headers, content=raw).content)
+            output.start()
+            async for chunk in body:
+                output.write(chunk)
+            return output.check(headers, reply.raw_bytes, None)
+        except (RetryableBody, httpx.TransportError, httpx.DecodingError) as exc:
+            return http.failed(attempt, exc)
+        finally:
+            if reply is not None:
+                reply.close()
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

@@ -166,31 +166,16 @@ class MailsMixin(ClientBase):
         retries) or with ``expected_size``; NotFound if the mail is gone; StoreError if
         ``out`` cannot be written.
         """
-        try:
-            origin: int | None = out.tell() if out.seekable() else None
-        except (OSError, ValueError):
-            origin = None
-        written = [False]
+        output = SourceOutput(out, mail_id)
 
         def handle(resp: httpx.Response) -> Download:
-            if written[0]:  # an earlier attempt wrote part of a body: start over
-                rewind(out, origin, mail_id)
-            digest = SourceDigest()
+            output.start()
             for chunk in resp.iter_bytes(CHUNK):
-                written[0] = True
-                try:
-                    out.write(chunk)
-                except (OSError, ValueError) as exc:
-                    raise StoreError(f"cannot write the source of mail {mail_id}: {exc}") from exc
-                digest.update(chunk)
-            check_lengths(resp.headers, resp.num_bytes_downloaded, digest, expected_size, mail_id)
-            return digest.result()
+                output.write(chunk)
+            return output.check(resp.headers, resp.num_bytes_downloaded, expected_size)
 
         result = self._http.call(MAIL_SOURCE, mail_id, handle=handle)
-        try:
-            out.flush()
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"cannot write the source of mail {mail_id}: {exc}") from exc
+        output.flush()
         return result
 
     # ------------------------------------------------------------------ changes
@@ -241,6 +226,46 @@ class MailsMixin(ClientBase):
         body: dict[str, object] = {camel_case(k): v for k, v in fields.items()}
         body["folderId"] = folder_id
         return wire.parse_mail(self._json(MAIL_CREATE, json=body), MAIL_CREATE.key, folder_id)
+
+
+class SourceOutput:
+    """Where the attempts of one source download write (threaded and asyncio paths alike):
+    ``out`` is rewound before an attempt that follows a partial body, every chunk is written
+    and hashed, and the lengths are checked at the end."""
+
+    def __init__(self, out: BinaryIO, mail_id: str) -> None:
+        self.out, self.mail_id = out, mail_id
+        try:
+            self.origin: int | None = out.tell() if out.seekable() else None
+        except (OSError, ValueError):
+            self.origin = None
+        self.written = False
+        self.digest = SourceDigest()
+
+    def start(self) -> None:
+        """Before a 2xx body: start over if an earlier attempt wrote part of one."""
+        if self.written:
+            rewind(self.out, self.origin, self.mail_id)
+        self.digest = SourceDigest()
+
+    def write(self, chunk: bytes) -> None:
+        self.written = True
+        try:
+            self.out.write(chunk)
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"cannot write the source of mail {self.mail_id}: {exc}") from exc
+        self.digest.update(chunk)
+
+    def check(self, headers: httpx.Headers, raw_bytes: int, expected_size: int | None) -> Download:
+        """The body is complete: its size, sha256 and vsize, once :func:`check_lengths` agrees."""
+        check_lengths(headers, raw_bytes, self.digest, expected_size, self.mail_id)
+        return self.digest.result()
+
+    def flush(self) -> None:
+        try:
+            self.out.flush()
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"cannot write the source of mail {self.mail_id}: {exc}") from exc
 
 
 def rewind(out: BinaryIO, origin: int | None, mail_id: str) -> None:

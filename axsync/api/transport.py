@@ -118,6 +118,9 @@ class _Attempt:
     safe: bool = True  # idempotent: may be repeated after an ambiguous failure
     retries: int = 0
     ambiguous: bool = False  # an earlier attempt may have been applied by the server
+    refusals: int = 0  # 401s so far
+    unproven: int = 0  # 401s on sessions nobody else used
+    own: _Session | None = None  # the session this very call opened, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,38 +387,65 @@ class Http:
         """
         safe = is_idempotent(route.method, route.template) if idempotent is None else idempotent
         attempt = _Attempt(route, route.path(*ids), params, json, safe)
-        refusals = unproven = 0
-        own: _Session | None = None  # the session this very call opened, if any
         while True:
-            used = self._current_session() if session else None
-            self._count(route)
-            self._mark(used, served=False)
+            used = self.begin(attempt, session)
             outcome = self._send(attempt, handle, used)
             if not isinstance(outcome, _Again):
                 return outcome
-            if outcome is _RELOGIN:  # outside the reply's block: its connection is free
-                if used is None:
-                    raise AuthError(f"{route.key}: HTTP 401", endpoint=route.key, status=401)
-                refusals += 1
-                unproven += used.unproven
-                own = self._after_401(route, used, own, (refusals, unproven))
-                continue
-            attempt.retries += 1
-            log.info(
-                "%s: %s; retry %d/%d in %.2fs",
-                route.key,
-                outcome.reason,
-                attempt.retries,
-                self.max_retries,
-                outcome.delay,
-            )
-            self.sleep(outcome.delay)
+            delay = self.wait_after(attempt, outcome, used)
+            if delay is not None:
+                self.sleep(delay)
+
+    # The steps of one logical request, shared with the asyncio downloads (axsync.api.aio).
+
+    def begin(self, attempt: _Attempt, session: bool = True) -> _Session | None:
+        """Before each attempt: the session to send with (logging in if none is open yet),
+        the request counted."""
+        used = self._current_session() if session else None
+        self._count(attempt.route)
+        self._mark(used, served=False)
+        return used
+
+    def wait_after(self, attempt: _Attempt, outcome: _Again, used: _Session | None) -> float | None:
+        """After a failed attempt: log in again after a 401 (None: send again at once), or
+        count the retry and return the seconds to wait. AuthError per :meth:`_after_401`."""
+        route = attempt.route
+        if outcome is _RELOGIN:  # outside the reply's block: its connection is free
+            if used is None:
+                raise AuthError(f"{route.key}: HTTP 401", endpoint=route.key, status=401)
+            attempt.refusals += 1
+            attempt.unproven += used.unproven
+            attempt.own = self._after_401(route, used, attempt.own,
+                                          (attempt.refusals, attempt.unproven))
+            return None
+        attempt.retries += 1
+        log.info("%s: %s; retry %d/%d in %.2fs", route.key, outcome.reason, attempt.retries,
+                 self.max_retries, outcome.delay)
+        return outcome.delay
+
+    def failed(self, attempt: _Attempt,
+               exc: RetryableBody | httpx.TransportError | httpx.DecodingError) -> _Again:
+        """What to do after an attempt failed with ``exc``: when to try again, or raise
+        (not idempotent, retries spent, a permanent failure)."""
+        route, retries = attempt.route, attempt.retries
+        if isinstance(exc, httpx.TransportError):
+            delay = self._transport_failure(route, exc, attempt.safe, retries)
+            attempt.ambiguous = attempt.ambiguous or not never_reached_server(exc)
+            return _Again(delay, f"{exc.__class__.__name__}: {exc}")
+        if not attempt.safe or retries >= self.max_retries:
+            if isinstance(exc, RetryableBody):
+                raise exc.final from exc.__cause__
+            raise MalformedReply(
+                f"{route.key}: reply body cannot be decoded: {exc}", endpoint=route.key
+            ) from exc
+        reason = str(exc) if isinstance(exc, RetryableBody) else f"undecodable: {exc}"
+        return _Again(self.backoff.delay(retries, None, self.uniform), reason)
 
     def _send(
         self, attempt: _Attempt, handle: Callable[[httpx.Response], T], used: _Session | None
     ) -> T | _Again:
         """One attempt: the handler's result, or what to do next (:class:`_Again`)."""
-        route, retries = attempt.route, attempt.retries
+        route = attempt.route
         headers = {"Authorization": self.authorization, "Accept": route.accept}
         if used is not None:
             headers["X-Axigen-Session"] = used.sid
@@ -425,24 +455,12 @@ class Http:
                     self._mark(used, served=True)
                     return handle(resp)
                 return self._refused(attempt, resp)
-        except RetryableBody as exc:
-            if not attempt.safe or retries >= self.max_retries:
-                raise exc.final from exc.__cause__
-            return _Again(self.backoff.delay(retries, None, self.uniform), str(exc))
-        except httpx.TransportError as exc:
-            delay = self._transport_failure(route, exc, attempt.safe, retries)
-            attempt.ambiguous = attempt.ambiguous or not never_reached_server(exc)
-            return _Again(delay, f"{exc.__class__.__name__}: {exc}")
+        except (RetryableBody, httpx.TransportError, httpx.DecodingError) as exc:
+            return self.failed(attempt, exc)
         except httpx.InvalidURL as exc:
             raise ConfigError(
                 f"{route.key}: invalid URL: {exc}", problems=[f"server URL: {exc}"]
             ) from exc
-        except httpx.DecodingError as exc:
-            if not attempt.safe or retries >= self.max_retries:
-                raise MalformedReply(
-                    f"{route.key}: reply body cannot be decoded: {exc}", endpoint=route.key
-                ) from exc
-            return _Again(self.backoff.delay(retries, None, self.uniform), f"undecodable: {exc}")
 
     @contextlib.contextmanager
     def _open(self, attempt: _Attempt, headers: dict[str, str]) -> Iterator[httpx.Response]:
