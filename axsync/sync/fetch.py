@@ -55,7 +55,7 @@ class LoopRunner:
 
     async def in_files(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` on a file thread (blocking file work), awaited."""
-        return await self.loop.run_in_executor(self.files, lambda: fn(*args))
+        return await self.loop.run_in_executor(self.files, fn, *args)
 
     def close(self) -> None:
         """Wait for every submitted job, then stop the loop and the file threads."""

@@ -46,10 +46,11 @@ from axsync.errors import (
     StoreError,
     TokenRejected,
 )
-from axsync.model import Mail, MailFlags
+from axsync.model import Download, Mail, MailFlags
 from axsync.statedb import FolderRow, MessageRow, StateDB
 from axsync.store import Store
 from axsync.store.keywords import atom_to_label, keywords_of, label_to_atom
+from axsync.store.maildir import StoredFile
 from axsync.store.names import assign_dirname, is_canonical_dirname, safe_host
 from axsync.sync import plan as P
 from axsync.sync.fetch import LoopRunner
@@ -129,6 +130,18 @@ class _Sink:
 
     def abort(self) -> None:
         self._cm.__exit__(StoreError, StoreError("aborted"), None)
+
+    def finish(self, mail: Mail, letters: str, received: Download) -> StoredFile:
+        """Commit the file into ``cur/`` (content fsynced; the directory is fsynced per batch
+        by the caller before any row names it) and check it holds the bytes received."""
+        try:
+            stored = self.writer.commit(letters, mail.date, sync_dir=False)
+        except BaseException:
+            self.abort()
+            raise
+        if stored.sha256 != received.sha256 or stored.size != received.size:
+            raise IntegrityError(f"mail {mail.id}: bytes written differ from bytes received")
+        return stored
 
 
 class DownloadObserver(Protocol):
@@ -1118,21 +1131,16 @@ class Puller:
                               mail: Mail, kind: str, dirname: str, unique: str, letters: str) -> None:
         """On the event loop: :meth:`_download_one`'s work, the fsync + rename on a file
         thread; the result or exception put on ``done`` (exactly one item per call)."""
-        sink: _Sink | None = None
-        committed = False
         try:
             sink = _Sink(self.store, dirname, unique, mail.size or None)
-            dl = await source.download(mail.id, sink)  # type: ignore[arg-type]
-            writer = sink.writer
-            stored = await runner.in_files(
-                lambda: writer.commit(letters, mail.date, sync_dir=False))  # see flush()
-            committed = True
-            if stored.sha256 != dl.sha256 or stored.size != dl.size:
-                raise IntegrityError(f"mail {mail.id}: bytes written differ from bytes received")
+            try:
+                dl = await source.download(mail.id, sink)  # type: ignore[arg-type]
+            except BaseException:
+                sink.abort()
+                raise
+            stored = await runner.in_files(sink.finish, mail, letters, dl)
             done.put((mail, kind, dirname, stored, None))
         except BaseException as exc:
-            if sink is not None and not committed:
-                sink.abort()
             done.put((mail, kind, dirname, None, exc))
             if not isinstance(exc, Exception):
                 raise
@@ -1140,17 +1148,12 @@ class Puller:
     def _download_one(self, mail: Mail, dirname: str, unique: str, letters: str) -> Any:
         """Worker thread: network and file only; never touches the DB."""
         sink = _Sink(self.store, dirname, unique, mail.size or None)
-        committed = False
         try:
             dl = self.api.download_source(mail.id, sink)  # type: ignore[arg-type]
-            stored = sink.writer.commit(letters, mail.date, sync_dir=False)  # see flush()
-            committed = True
-            if stored.sha256 != dl.sha256 or stored.size != dl.size:
-                raise IntegrityError(f"mail {mail.id}: bytes written differ from bytes received")
-            return stored
-        finally:
-            if not committed:
-                sink.abort()
+        except BaseException:
+            sink.abort()
+            raise
+        return sink.finish(mail, letters, dl)
 
     def _adopt(self, mail: Mail, dirname: str, unique: str, letters: str) -> Any:
         """A file written by a killed run (no state row yet): verify and adopt it, with the
@@ -1175,8 +1178,6 @@ class Puller:
             if self.db.message_by_base(base) is not None:
                 return None
             data_sha, size, vsize = self.store.digest(dirname, subdir, filename)
-            from axsync.store.maildir import StoredFile
-
             log.info("adopting %s/%s written by an interrupted run", dirname, filename)
             filename = self.store.set_flags(dirname, filename, letters)
             self._note_local(dirname, base, filename)
