@@ -21,7 +21,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -261,21 +261,32 @@ class Http:
     def client(self) -> httpx.Client:
         """The calling thread's own ``httpx.Client`` (at most two connections), made on first
         use; clients of threads that ended are closed then."""
-        mine: httpx.Client | None = getattr(self._thread_client, "client", None)
-        if mine is not None and not mine.is_closed:
+        return self._mine()[0]
+
+    def _lean_transport(self) -> LeanTransport:
+        """The calling thread's lean transport (the one under its :attr:`client`)."""
+        lean = self._mine()[1]
+        assert lean is not None, "only in lean mode"
+        return lean
+
+    def _mine(self) -> tuple[httpx.Client, LeanTransport | None]:
+        mine: tuple[httpx.Client, LeanTransport | None] | None = getattr(
+            self._thread_client, "mine", None)
+        if mine is not None and not mine[0].is_closed:
             return mine
         options = dict(self._client_options)
-        if self.lean:
-            options["transport"] = LeanTransport(self.ssl_context)
-        mine = httpx.Client(**options)  # type: ignore[arg-type]
+        lean = LeanTransport(self.ssl_context) if self.lean else None
+        if lean is not None:
+            options["transport"] = lean
+        client = httpx.Client(**options)  # type: ignore[arg-type]
         me = threading.current_thread()
         with self._clients_lock:
             gone = [key for key, (thread, _c) in self._clients.items() if not thread.is_alive()]
             stale = [self._clients.pop(key)[1] for key in gone]
-            self._clients[id(me)] = (me, mine)
+            self._clients[id(me)] = (me, client)
         for old in stale:
             old.close()
-        self._thread_client.client = mine
+        self._thread_client.mine = mine = (client, lean)
         return mine
 
     def close(self) -> None:
@@ -480,8 +491,7 @@ class Http:
             body = json.dumps(attempt.json, ensure_ascii=False, separators=(",", ":"),
                               allow_nan=False).encode("utf-8")
             fields.append(("Content-Type", "application/json"))
-        transport = cast(LeanTransport, self.client._transport)
-        resp = transport.send(attempt.route.method, self.origin, target, fields, body,
+        resp = self._lean_transport().send(attempt.route.method, self.origin, target, fields, body,
                               self.timeouts)
         try:
             yield resp

@@ -23,7 +23,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import httpx
 import pytest
@@ -668,7 +667,7 @@ def test_http_get_after_the_server_closed_the_connection_needs_no_retry(
     try:
         assert http.lean is True
         assert http.call(route, session=False, handle=read_json(route)) == json.loads(info)
-        wait_idle_readable(cast(LeanTransport, http.client._transport), server.key)
+        wait_idle_readable(http._lean_transport(), server.key)
         assert http.call(route, session=False, handle=read_json(route)) == json.loads(info)
     finally:
         http.close()
