@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from axsync.errors import StoreError
@@ -47,9 +47,14 @@ def test_zstd_is_one_standard_frame_without_dictionary() -> None:
     assert obj.decompress(packed) == data and obj.eof and obj.unused_data == b""
 
 
+ZSTD_MAGIC_BYTES = b"\x28\xb5\x2f\xfd"
+
+
 @settings(max_examples=40)
 @given(st.binary(max_size=200_000), st.integers(min_value=1, max_value=300_000),
        st.sampled_from(["zstd", "none"]))
+@example(os.urandom(3000) + b"a message far larger than its hint\n" * 20_000, 1000, "zstd")
+@example(ZSTD_MAGIC_BYTES + b"starts like a zstd frame\n" * 3000, 10, "none")
 def test_size_hint_round_trips_whatever_the_real_size(data: bytes, hint: int, method: str) -> None:
     """The hint (the server's idea of the size) only sizes the compressor; a message larger
     or smaller than it is stored whole, as one standard frame with its checksum."""
