@@ -1,21 +1,28 @@
-"""Where the pull's downloads run: worker threads, or one asyncio event loop.
+"""Where the pull's network work runs: worker threads, or one asyncio event loop.
 
 :class:`LoopRunner` is used when the API client can download on an event loop
 (:meth:`axsync.api.mails.MailsMixin.source_fetcher`): all the network work on one thread,
 the blocking file work (fsync, rename) on a few others (:attr:`LoopRunner.files`). The
 caller submits coroutine functions from its own thread; leaving the ``with`` block waits
 for every submitted one to finish, as a thread pool's shutdown does.
+
+:func:`fan_in` runs the gather phase's listings (one producer thread per folder in flight)
+and hands their pages to the one thread that writes the state DB.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import queue
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class LoopRunner:
@@ -87,3 +94,70 @@ class LoopRunner:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class End:
+    """The last event of one item in :func:`fan_in`: ``error`` is what its producer raised."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+def fan_in(items: Sequence[T], produce: Callable[[T, Callable[[Any], None]], None],
+           workers: int, depth: int = 16) -> Iterator[tuple[T, Any]]:
+    """Run ``produce(item, put)`` for every item on up to ``workers`` threads and yield
+    ``(item, value)`` for each value it puts, in the order they were put (one item's values
+    keep their order; items interleave), then ``(item, End)`` once its ``produce`` has
+    returned or raised (``End.error``). At most ``depth`` values wait to be taken: a slow
+    consumer holds the producers back, so memory does not grow with the data.
+
+    For the network side of the gather phase: listings of many folders in flight at once,
+    their pages applied to the state DB by the consumer (the only DB writer). Closing the
+    generator early stops the producers at their next ``put``."""
+    if not items:
+        return
+    events: queue.Queue[tuple[T, Any]] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(item: T, value: Any) -> None:
+        while True:
+            if stop.is_set():
+                raise _Stopped
+            try:
+                events.put((item, value), timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def run(item: T) -> None:
+        error: BaseException | None = None
+        try:
+            produce(item, lambda value: put(item, value))
+        except _Stopped:
+            return
+        except BaseException as exc:  # handed to the consumer, raised there if it wants
+            error = exc
+        with contextlib.suppress(_Stopped):
+            put(item, End(error))
+
+    pool = ThreadPoolExecutor(max(1, min(workers, len(items))), thread_name_prefix="axsync-gather")
+    try:
+        for item in items:
+            pool.submit(run, item)
+        remaining = len(items)
+        while remaining:
+            item, value = events.get()
+            if isinstance(value, End):
+                remaining -= 1
+            yield item, value
+    finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+
+
+class _Stopped(Exception):
+    """The consumer of :func:`fan_in` went away."""

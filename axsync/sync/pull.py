@@ -53,7 +53,7 @@ from axsync.store.keywords import atom_to_label, keywords_of, label_to_atom
 from axsync.store.maildir import StoredFile
 from axsync.store.names import assign_dirname, is_canonical_dirname, safe_host
 from axsync.sync import plan as P
-from axsync.sync.fetch import LoopRunner
+from axsync.sync.fetch import End, LoopRunner, fan_in
 from axsync.sync.local import SYSTEM, label_ids_for
 from axsync.sync.merge import merge
 from axsync.sync.report import Progress, RunReport
@@ -163,6 +163,19 @@ class _FolderState:
 
 
 @dataclass
+class _Start:
+    """How one folder's changes are gathered: a delta from ``token`` (None: a full delta),
+    or a listing; ``listed`` once a listing replaced the delta."""
+    delta: bool
+    token: str | None = None
+    listed: bool = False
+
+
+_NO_DELTA = "no delta endpoint"  # fan_in events of _gather_folders besides pages/listings
+_TOKEN_REJECTED = "delta token rejected"
+
+
+@dataclass
 class Puller:
     api: ApiClient
     store: Store
@@ -180,6 +193,7 @@ class Puller:
     _everywhere: dict[str, str] | None = None  # base -> dirname, for _find_elsewhere
     _renamed: dict[str, str] = field(default_factory=dict)  # label id -> old atom
     _uniques: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    _downgraded: set[str] = field(default_factory=set)
     #: Told how many downloads start, and after every batch of rows recorded (outside any
     #: transaction): the engine's search index parses them meanwhile in other processes.
     observer: DownloadObserver | None = None
@@ -210,9 +224,8 @@ class Puller:
         self._decide_content_sync(states, fplan, folder_delta)
         staging = Staging(self.db)
         self.progress.phase("changes")
-        for st in states.values():
-            if st.needs_sync:
-                self._gather_folder(st, staging, mail_delta and st.target.id not in fplan.validity_reset)
+        self._gather_folders([st for st in states.values() if st.needs_sync], staging,
+                             mail_delta, fplan.validity_reset)
         with self.db.transaction():  # folders deleted for good on the server, with their mails
             staging.add_orphans(a.folder_id for a in fplan.actions if a.kind == "gone")
         self._gather_conversations(states, mail_delta)
@@ -248,6 +261,9 @@ class Puller:
         return info.has_mail_delta, info.has_folder_delta
 
     def _downgrade(self, what: str) -> None:
+        if what in self._downgraded:
+            return
+        self._downgraded.add(what)
         self.report.notes.append(f"server has no {what} endpoint; using listings")
         if not self.options.dry_run:
             with self.db.transaction():
@@ -348,63 +364,100 @@ class Puller:
 
     def _decide_content_sync(self, states: dict[str, _FolderState], fplan: P.FolderPlan,
                              folder_delta: bool) -> None:
+        by_delta = bool(folder_delta and (self.db.account() or {}).get("folders_delta_token"))
+        ask: list[str] = []
         for fid, st in states.items():
             if st.target.excluded:
                 continue
             row = st.row
             if fid in fplan.validity_reset or row is None or row.state != "present":
                 st.needs_sync = True
-                continue
-            if folder_delta and self.db.account() and (self.db.account() or {}).get("folders_delta_token"):
-                token = st.target.content_token
+            elif by_delta:
+                st.new_content_token = st.target.content_token
+                st.needs_sync = st.new_content_token is None or st.new_content_token != row.content_token
             else:
-                token = self.api.mails_token(fid)
+                ask.append(fid)
+        if not ask:
+            return
+        # One token request per folder (no folder delta): all in flight at once.
+        with ThreadPoolExecutor(max(1, min(self.options.concurrency, len(ask))),
+                                thread_name_prefix="axsync-gather") as pool:
+            tokens = list(pool.map(self.api.mails_token, ask))
+        for fid, token in zip(ask, tokens, strict=True):
+            st, row = states[fid], states[fid].row
+            assert row is not None
             st.new_content_token = token
             st.needs_sync = token is None or token != row.content_token
 
-    def _gather_folder(self, st: _FolderState, staging: Staging, use_delta: bool) -> None:
-        fid = st.target.id
-        row = st.row
-        if use_delta:
-            token = row.delta_token if row and row.state == "present" and fid not in ("",) else None
-            if row is not None and row.delta_token is None and row.content_token is not None:
-                token = None  # known folder without a delta token: listing diff below
-                use_delta = False
-        if use_delta:
-            try:
-                for page in self.api.iter_mails_delta(fid, token):
-                    with self.db.transaction():
-                        for m in page.new:
-                            staging.add_new(m)
-                        for m in page.replaced:
-                            staging.add_new(m, "replaced")
-                        for u in page.updated:
-                            staging.add_update(u)
-                        for mid in page.removed:
-                            staging.add_removed(mid, fid)
-                    st.new_delta_token = page.sync_token
-                if token is None and row is not None:
-                    # A first full delta of a folder we already hold: drop what it lacks.
-                    with self.db.transaction():
-                        self._stage_unlisted(staging, fid)
-                self._resolve_refw(fid)
-                if st.new_content_token is None:
-                    st.new_content_token = st.target.content_token
-                return
-            except EndpointMissing:
+    def _gather_folders(self, todo: list[_FolderState], staging: Staging, mail_delta: bool,
+                        validity_reset: set[str]) -> None:
+        """Every folder's changes since its tokens: a delta (10.6) or a whole listing. The
+        requests of many folders are in flight at once (:func:`fan_in`, one thread per
+        folder, its pages in order); this thread applies each page to the staging tables
+        as it arrives (it is the only DB writer)."""
+        starts: dict[str, _Start] = {}
+        for st in todo:
+            fid, row = st.target.id, st.row
+            start = _Start(delta=mail_delta and fid not in validity_reset)
+            if start.delta:
+                start.token = row.delta_token if row and row.state == "present" and fid != "" else None
+                if row is not None and row.delta_token is None and row.content_token is not None:
+                    start.delta = False  # known folder without a delta token: listing diff
+            starts[fid] = start
+
+        def produce(st: _FolderState, put: Callable[[Any], None]) -> None:
+            fid, start = st.target.id, starts[st.target.id]
+            if start.delta:
+                try:
+                    for page in self.api.iter_mails_delta(fid, start.token):
+                        put(page)
+                    return
+                except EndpointMissing:
+                    put(_NO_DELTA)
+                except TokenRejected:
+                    put(_TOKEN_REJECTED)
+            put(self.api.list_all_mails(fid))
+
+        for st, event in fan_in(todo, produce, workers=self.options.concurrency):
+            fid, start = st.target.id, starts[st.target.id]
+            if isinstance(event, End):
+                if event.error is not None:
+                    raise event.error
+                if start.delta and not start.listed:
+                    if start.token is None and st.row is not None:
+                        # A first full delta of a folder we already hold: drop what it lacks.
+                        with self.db.transaction():
+                            self._stage_unlisted(staging, fid)
+                    self._resolve_refw(fid)
+                    if st.new_content_token is None:
+                        st.new_content_token = st.target.content_token
+            elif event is _NO_DELTA:
                 self._downgrade("mail_delta")
-            except TokenRejected:
+            elif event is _TOKEN_REJECTED:
                 log.warning("mails delta token for folder %s rejected; reconciling by listing", fid)
                 self.report.notes.append(f"folder {'/'.join(st.target.path)}: token expired, reconciled")
                 st.reconciled = True
-        token_before, mails = self.api.list_all_mails(fid)
-        with self.db.transaction():
-            staging.add_listing(fid, mails)
-        st.new_content_token = st.new_content_token or token_before
-        if use_delta or st.reconciled:
-            # Start a fresh delta chain from "now": take the listing token if the server
-            # accepts it, else the next run starts from a full delta.
-            st.new_delta_token = token_before
+            elif isinstance(event, tuple):  # a whole listing
+                token_before, mails = event
+                start.listed = True
+                with self.db.transaction():
+                    staging.add_listing(fid, mails)
+                st.new_content_token = st.new_content_token or token_before
+                if start.delta or st.reconciled:
+                    # Start a fresh delta chain from "now": take the listing token if the
+                    # server accepts it, else the next run starts from a full delta.
+                    st.new_delta_token = token_before
+            else:  # one page of a delta
+                with self.db.transaction():
+                    for m in event.new:
+                        staging.add_new(m)
+                    for m in event.replaced:
+                        staging.add_new(m, "replaced")
+                    for u in event.updated:
+                        staging.add_update(u)
+                    for mid in event.removed:
+                        staging.add_removed(mid, fid)
+                st.new_delta_token = event.sync_token
 
     def _resolve_refw(self, folder_id: str) -> None:
         """Delta ``updatedItems`` carry no ``refwFlags``, so a reply or forward mark set on
