@@ -6,14 +6,17 @@ where StoreError is documented.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import secrets
 import socket
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 from axsync.errors import StoreError
 
@@ -29,6 +32,38 @@ def fsync_dir(path: Path | str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return cast("Callable[[int], int]", fn)
+
+
+_SYNCFS = _load_syncfs()
+
+
+def can_syncfs() -> bool:
+    """Whether :func:`syncfs` is available (Linux)."""
+    return _SYNCFS is not None
+
+
+def syncfs(fd: int) -> None:
+    """syncfs(2): write every dirty file and inode of the file system holding ``fd``, and
+    wait. Since Linux 5.8 it also reports write-back errors that happened after ``fd`` was
+    opened. Raises OSError; NotImplementedError where there is no syncfs."""
+    if _SYNCFS is None:
+        raise NotImplementedError("syncfs")
+    if _SYNCFS(fd) != 0:  # ctypes releases the GIL for the call
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 def remove_old_files(directory: Path, pattern: re.Pattern[str] | None, cutoff: float) -> int:

@@ -1,4 +1,5 @@
-"""MessageWriter: stream one message into ``<folder>/tmp/``, then commit it into ``cur/``."""
+"""MessageWriter: stream one message into ``<folder>/tmp/``, then commit it into ``cur/``
+(or seal it there, for :class:`axsync.store.commit.GroupCommit`)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,34 @@ class StoredFile:
     size: int
     vsize: int
     sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class SealedFile:
+    """A message complete in ``tmp/`` (:meth:`MessageWriter.seal`), not yet in ``cur/``."""
+
+    tmp: Path
+    cur: Path
+    stored: StoredFile
+
+    def publish(self) -> StoredFile:
+        """Rename it into ``cur/`` (never over an existing name). The caller has made its
+        content durable first, and makes the name durable (fsync of ``cur/``) before it
+        records it anywhere. StoreError (the temporary file removed) if it cannot be."""
+        final = self.cur / self.stored.filename
+        try:
+            if os.path.lexists(final):
+                raise FileExistsError(errno.EEXIST, "a message with this name exists", str(final))
+            os.rename(self.tmp, final)
+        except OSError as exc:
+            self.discard()
+            raise StoreError(f"cannot store message in {self.cur.parent}: {exc}") from exc
+        return self.stored
+
+    def discard(self) -> None:
+        """Remove the temporary file (idempotent)."""
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)
 
 
 class MessageWriter:
@@ -106,6 +135,23 @@ class MessageWriter:
         it is not (a "none" store compresses the rare message whose first bytes look like
         a compression magic, so that readers cannot mistake it). The frame is ended, the file fsynced, its atime/mtime set to ``mtime``
         (the server's internal date), renamed into ``cur/`` and ``cur/`` fsynced."""
+        stored = self._seal(flags, mtime, fsync=True).publish()
+        try:
+            if sync_dir:
+                fsync_dir(self._folder_dir / "cur")
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(self._folder_dir / "cur" / stored.filename)  # not durable: take it back
+            raise StoreError(f"cannot sync {self._folder_dir / 'cur'}: {exc.strerror}") from exc
+        return stored
+
+    def seal(self, flags: str, mtime: int) -> SealedFile:
+        """Finish the file in ``tmp/`` as :meth:`commit` does (frame ended, mtime set,
+        closed) but neither fsync nor rename it: :class:`GroupCommit` makes many sealed
+        files durable at once, then publishes them. The writer is done either way."""
+        return self._seal(flags, mtime, fsync=False)
+
+    def _seal(self, flags: str, mtime: int, *, fsync: bool) -> SealedFile:
         if self._done:
             raise StoreError("commit of a finished MessageWriter")
         self._done = True
@@ -114,28 +160,19 @@ class MessageWriter:
             letters.add(FLAG_COMPRESSED)
         vsize = self._size + self._bare_lf
         name = format_name(self._unique, self._size, vsize, letters)
-        final = self._folder_dir / "cur" / name
         try:
             self._file.write(self._compressor.flush())
             self._file.flush()
             os.utime(self._file.fileno(), (mtime, mtime))
-            os.fsync(self._file.fileno())
+            if fsync:
+                os.fsync(self._file.fileno())
             self._file.close()
-            if os.path.lexists(final):
-                raise FileExistsError(errno.EEXIST, "a message with this name exists", str(final))
-            os.rename(self._tmp, final)
         except OSError as exc:
             self._discard()
             raise StoreError(f"cannot store message in {self._folder_dir}: {exc}") from exc
-        try:
-            if sync_dir:
-                fsync_dir(final.parent)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(final)  # not durable: take it back rather than half-report it
-            raise StoreError(f"cannot sync {final.parent}: {exc.strerror}") from exc
         base = name.rpartition(":2,")[0]
-        return StoredFile(self.dirname, name, base, self._size, vsize, self._hash.hexdigest())
+        return SealedFile(self._tmp, self._folder_dir / "cur",
+                          StoredFile(self.dirname, name, base, self._size, vsize, self._hash.hexdigest()))
 
     def abort(self) -> None:
         """Drop the message: close and remove the temporary file (idempotent)."""

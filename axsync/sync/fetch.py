@@ -1,10 +1,10 @@
 """Where the pull's network work runs: worker threads, or one asyncio event loop.
 
 :class:`LoopRunner` is used when the API client can download on an event loop
-(:meth:`axsync.api.mails.MailsMixin.source_fetcher`): all the network work on one thread,
-the blocking file work (fsync, rename) on a few others (:attr:`LoopRunner.files`). The
-caller submits coroutine functions from its own thread; leaving the ``with`` block waits
-for every submitted one to finish, as a thread pool's shutdown does.
+(:meth:`axsync.api.mails.MailsMixin.source_fetcher`): all the network work on one thread.
+The caller submits coroutine functions from its own thread, many at a time (one wake-up of
+the loop per batch); leaving the ``with`` block waits for every submitted one to finish,
+as a thread pool's shutdown does.
 
 :func:`fan_in` runs the gather phase's listings (one producer thread per folder in flight)
 and hands their pages to the one thread that writes the state DB.
@@ -29,10 +29,9 @@ class LoopRunner:
     """An event loop on its own thread, running at most ``connections`` submitted
     coroutines at a time."""
 
-    def __init__(self, connections: int, file_threads: int) -> None:
+    def __init__(self, connections: int) -> None:
         self.loop = asyncio.new_event_loop()
         self._limit = asyncio.Semaphore(max(1, connections))
-        self.files = ThreadPoolExecutor(max(1, file_threads), thread_name_prefix="axsync-files")
         self._pending: set[concurrent.futures.Future[None]] = set()
         self._pending_lock = threading.Lock()  # done callbacks run on the loop's thread
         self._thread = threading.Thread(target=self.loop.run_forever, name="axsync-net",
@@ -47,10 +46,37 @@ class LoopRunner:
     def submit(self, job: Callable[..., Awaitable[None]], *args: Any) -> None:
         """Run ``await job(*args)`` on the loop. ``job`` must handle its own errors: an
         exception that escapes it is raised again by :meth:`close`."""
-        future = asyncio.run_coroutine_threadsafe(self._limited(job, *args), self.loop)
+        self.submit_many(job, [args])
+
+    def submit_many(self, job: Callable[..., Awaitable[None]], calls: Sequence[Sequence[Any]]) -> None:
+        """:meth:`submit` for each argument list in ``calls``, with one wake-up of the loop
+        (a wake-up per job cost two system calls and a thread switch per download)."""
+        if not calls:
+            return
+        batch: concurrent.futures.Future[None] = concurrent.futures.Future()
         with self._pending_lock:
-            self._pending.add(future)
-        future.add_done_callback(self._finished)
+            self._pending.add(batch)
+        batch.add_done_callback(self._finished)
+
+        def start() -> None:
+            left = len(calls)
+            errors: list[BaseException] = []
+
+            def one_done(task: asyncio.Task[None]) -> None:
+                nonlocal left
+                left -= 1
+                if not task.cancelled() and task.exception() is not None:
+                    errors.append(task.exception())  # type: ignore[arg-type]
+                if not left:
+                    if errors:
+                        batch.set_exception(errors[0])
+                    else:
+                        batch.set_result(None)
+
+            for args in calls:
+                self.loop.create_task(self._limited(job, *args)).add_done_callback(one_done)
+
+        self.loop.call_soon_threadsafe(start)
 
     def _finished(self, future: concurrent.futures.Future[None]) -> None:
         with self._pending_lock:
@@ -59,10 +85,6 @@ class LoopRunner:
     async def _limited(self, job: Callable[..., Awaitable[None]], *args: Any) -> None:
         async with self._limit:
             await job(*args)
-
-    async def in_files(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` on a file thread (blocking file work), awaited."""
-        return await self.loop.run_in_executor(self.files, fn, *args)
 
     def close(self) -> None:
         """Wait for every submitted job, then stop the loop and the file threads."""
@@ -84,7 +106,6 @@ class LoopRunner:
             self.loop.call_soon_threadsafe(closing)
             self._thread.join()
             self.loop.close()
-            self.files.shutdown(wait=True)
         if errors:
             raise errors[0]
 

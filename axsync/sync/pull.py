@@ -49,9 +49,11 @@ from axsync.errors import (
 from axsync.model import Download, Mail, MailFlags
 from axsync.statedb import FolderRow, MessageRow, StateDB
 from axsync.store import Store
+from axsync.store.commit import GroupCommit
 from axsync.store.keywords import atom_to_label, keywords_of, label_to_atom
 from axsync.store.maildir import StoredFile
 from axsync.store.names import assign_dirname, is_canonical_dirname, safe_host
+from axsync.store.writer import SealedFile
 from axsync.sync import plan as P
 from axsync.sync.fetch import End, LoopRunner, fan_in
 from axsync.sync.local import SYSTEM, label_ids_for
@@ -131,17 +133,20 @@ class _Sink:
     def abort(self) -> None:
         self._cm.__exit__(StoreError, StoreError("aborted"), None)
 
-    def finish(self, mail: Mail, letters: str, received: Download) -> StoredFile:
-        """Commit the file into ``cur/`` (content fsynced; the directory is fsynced per batch
-        by the caller before any row names it) and check it holds the bytes received."""
+    def seal(self, mail: Mail, letters: str, received: Download) -> SealedFile:
+        """Finish the file in ``tmp/`` for the group commit (:class:`GroupCommit`: content
+        made durable, renamed into ``cur/``, the name made durable, then handed to the DB
+        thread) and check it holds the bytes received."""
         try:
-            stored = self.writer.commit(letters, mail.date, sync_dir=False)
+            sealed = self.writer.seal(letters, mail.date)
         except BaseException:
             self.abort()
             raise
+        stored = sealed.stored
         if stored.sha256 != received.sha256 or stored.size != received.size:
+            sealed.discard()
             raise IntegrityError(f"mail {mail.id}: bytes written differ from bytes received")
-        return stored
+        return sealed
 
 
 class DownloadObserver(Protocol):
@@ -170,6 +175,10 @@ class _Start:
     token: str | None = None
     listed: bool = False
 
+
+#: One finished download as the DB thread receives it: the mail, its kind ("new",
+#: "replaced"), its folder, the stored file or None, the error or None.
+_Done = tuple[Mail, str, str, StoredFile | None, BaseException | None]
 
 _NO_DELTA = "no delta endpoint"  # fan_in events of _gather_folders besides pages/listings
 _TOKEN_REJECTED = "delta token rejected"
@@ -1068,20 +1077,23 @@ class Puller:
         self.progress.add_total(todo_count, todo_bytes)
         if self.observer is not None:
             self.observer.downloads_started(todo_count)
-        # Workers hand results back through one queue: waiting on the set of in-flight
+        # Results come back in lists through one queue: a group commit's files (one list per
+        # group, see GroupCommit), or one failed download. Waiting on the set of in-flight
         # futures cost the main thread a pass over all of them per finished download.
-        done: queue.SimpleQueue[tuple[Mail, str, str, Any, BaseException | None]] = queue.SimpleQueue()
+        done: queue.SimpleQueue[list[_Done]] = queue.SimpleQueue()
         inflight = 0
         limit = max(1, self.options.concurrency) * 4
         pending_rows: list[tuple[Mail, str, str, Any]] = []
+        unsynced: set[str] = set()  # folders of adopted files, whose cur/ is fsynced at flush
 
         def flush() -> None:
             if not pending_rows:
                 return
-            # Group commit: the files are complete (fsynced before their rename); one
-            # fsync per folder now makes their names durable, before any row says so.
-            for dirname in {d for _m, _k, d, _s in pending_rows}:
+            # Downloaded files came through the group commit (their names are durable);
+            # an adopted file's name is made durable here, before any row says so.
+            for dirname in unsynced:
                 self.store.sync_cur(dirname)
+            unsynced.clear()
             with self.db.transaction():
                 for mail, kind, dirname, stored in pending_rows:
                     self._record_download(mail, kind, dirname, stored)
@@ -1092,28 +1104,31 @@ class Puller:
         connections = max(1, self.options.concurrency)
         fetcher = getattr(self.api, "source_fetcher", None)
         source = fetcher() if fetcher is not None else None
+        commit: GroupCommit[tuple[Mail, str, str]] = GroupCommit(
+            self.store.root, lambda results: done.put([(*key, stored, exc) for key, stored, exc in results]))
         runner: contextlib.AbstractContextManager[Any]
         if source is not None:  # every download on one event loop (axsync.sync.fetch)
-            loop_runner = LoopRunner(connections, file_threads=max(2, min(8, connections // 4)))
+            loop_runner = LoopRunner(connections)
             loop_runner.on_close(source.close)
             runner = loop_runner
 
-            def submit(mail: Mail, kind: str, dirname: str, unique: str, letters: str) -> None:
-                loop_runner.submit(self._download_async, loop_runner, source, done, mail, kind,
-                                   dirname, unique, letters)
+            def submit(calls: list[tuple[Mail, str, str, str, str]]) -> None:
+                loop_runner.submit_many(self._download_async, [(source, done, commit, *c) for c in calls])
         else:  # a thread per connection (a proxy, a caller's own HTTP transport)
             pool = ThreadPoolExecutor(max_workers=connections, thread_name_prefix="axsync-dl")
             runner = pool
 
-            def submit(mail: Mail, kind: str, dirname: str, unique: str, letters: str) -> None:
-                pool.submit(self._download_to, done, mail, kind, dirname, unique, letters)
+            def submit(calls: list[tuple[Mail, str, str, str, str]]) -> None:
+                for c in calls:
+                    pool.submit(self._download_to, done, commit, *c)
 
-        with runner:
+        with commit, runner:
             it: Iterator[tuple[Mail, str]] = (
                 (m, k) for m, k in staging.new_mails() if m.id not in self._relocated_new)
             exhausted = False
             last_flush = time.monotonic()
             while True:
+                calls: list[tuple[Mail, str, str, str, str]] = []
                 while not exhausted and inflight < limit:
                     try:
                         mail, kind = next(it)
@@ -1131,17 +1146,19 @@ class Puller:
                     adopted = self._adopt(mail, dirname, unique, letters)
                     if adopted is not None:
                         pending_rows.append((mail, kind, dirname, adopted))
+                        unsynced.add(dirname)
                         continue
                     self._tick()
-                    submit(mail, kind, dirname, unique, letters)
+                    calls.append((mail, kind, dirname, unique, letters))
                     inflight += 1
+                submit(calls)
                 if not inflight:
                     break
-                finished = []
+                finished: list[_Done] = []
                 with contextlib.suppress(queue.Empty):
-                    finished.append(done.get(timeout=1.0))
+                    finished.extend(done.get(timeout=1.0))
                     while True:
-                        finished.append(done.get_nowait())
+                        finished.extend(done.get_nowait())
                 for mail, kind, dirname, stored, exc in finished:
                     inflight -= 1
                     if exc is not None:
@@ -1156,6 +1173,7 @@ class Puller:
                         self._fail_mail(mail, states, exc)
                         self.progress.advance(1, 0, dirname)
                         continue
+                    assert stored is not None
                     pending_rows.append((mail, kind, dirname, stored))
                     self.progress.advance(1, stored.size, dirname)
                 if len(pending_rows) >= 1000 or time.monotonic() - last_flush > 2.0:
@@ -1170,20 +1188,21 @@ class Puller:
         if st is not None:
             st.failed = True
 
-    def _download_to(self, done: queue.SimpleQueue[tuple[Mail, str, str, Any, BaseException | None]],
+    def _download_to(self, done: queue.SimpleQueue[list[_Done]],
+                     commit: GroupCommit[tuple[Mail, str, str]],
                      mail: Mail, kind: str, dirname: str, unique: str, letters: str) -> None:
-        """Worker thread: :meth:`_download_one`, its result or exception put on ``done``
-        (always exactly one item per call)."""
+        """Worker thread: :meth:`_download_one`, its sealed file to the group commit or
+        its exception put on ``done`` (always exactly one of the two per call)."""
         try:
-            done.put((mail, kind, dirname, self._download_one(mail, dirname, unique, letters), None))
+            commit.add((mail, kind, dirname), self._download_one(mail, dirname, unique, letters))
         except BaseException as exc:
-            done.put((mail, kind, dirname, None, exc))
+            done.put([(mail, kind, dirname, None, exc)])
 
-    async def _download_async(self, runner: LoopRunner, source: AsyncSource,
-                              done: queue.SimpleQueue[tuple[Mail, str, str, Any, BaseException | None]],
+    async def _download_async(self, source: AsyncSource, done: queue.SimpleQueue[list[_Done]],
+                              commit: GroupCommit[tuple[Mail, str, str]],
                               mail: Mail, kind: str, dirname: str, unique: str, letters: str) -> None:
-        """On the event loop: :meth:`_download_one`'s work, the fsync + rename on a file
-        thread; the result or exception put on ``done`` (exactly one item per call)."""
+        """On the event loop: :meth:`_download_one`'s work; the sealed file to the group
+        commit, or the exception put on ``done`` (exactly one of the two per call)."""
         try:
             sink = _Sink(self.store, dirname, unique, mail.size or None)
             try:
@@ -1191,14 +1210,13 @@ class Puller:
             except BaseException:
                 sink.abort()
                 raise
-            stored = await runner.in_files(sink.finish, mail, letters, dl)
-            done.put((mail, kind, dirname, stored, None))
+            commit.add((mail, kind, dirname), sink.seal(mail, letters, dl))
         except BaseException as exc:
-            done.put((mail, kind, dirname, None, exc))
+            done.put([(mail, kind, dirname, None, exc)])
             if not isinstance(exc, Exception):
                 raise
 
-    def _download_one(self, mail: Mail, dirname: str, unique: str, letters: str) -> Any:
+    def _download_one(self, mail: Mail, dirname: str, unique: str, letters: str) -> SealedFile:
         """Worker thread: network and file only; never touches the DB."""
         sink = _Sink(self.store, dirname, unique, mail.size or None)
         try:
@@ -1206,7 +1224,7 @@ class Puller:
         except BaseException:
             sink.abort()
             raise
-        return sink.finish(mail, letters, dl)
+        return sink.seal(mail, letters, dl)
 
     def _adopt(self, mail: Mail, dirname: str, unique: str, letters: str) -> Any:
         """A file written by a killed run (no state row yet): verify and adopt it, with the

@@ -1,6 +1,8 @@
-"""Downloads are made durable by group commit: each file is fsynced before its rename into
-``cur/``, and each folder's ``cur/`` is fsynced once per batch, before the batch's state
-rows are committed (never a row for a name that might not survive a crash)."""
+"""Downloads are made durable by group commit (:class:`axsync.store.commit.GroupCommit`):
+each file's content is durable before its rename into ``cur/``, and its name is durable
+before its state row is committed (never a row for a name that might not survive a
+crash). With syncfs(2) both steps are one system call per group; without it (not Linux),
+each file and each ``cur/`` is fsynced."""
 
 from __future__ import annotations
 
@@ -10,60 +12,101 @@ from typing import Any
 import pytest
 
 from axsync.statedb import StateDB
-from axsync.store import Store, writer
+from axsync.store import commit as commit_mod
+from axsync.store import writer
 
 from .conftest import MakeEnv
 
 
+@pytest.mark.parametrize("use_syncfs", [True, False], ids=["syncfs", "fsync-each"])
 @pytest.mark.parametrize("api", ["10.4", "10.6"])
-def test_cur_is_synced_once_per_batch_before_the_rows(make_env: MakeEnv, api: str,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    events: list[tuple[str, str]] = []  # (commit|sync|row, dirname or file name)
-    real_sync_cur = Store.sync_cur
-    real_commit = writer.MessageWriter.commit
+def test_content_then_name_durable_before_the_row(make_env: MakeEnv, api: str, use_syncfs: bool,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    if use_syncfs and not commit_mod.can_syncfs():
+        pytest.skip("no syncfs(2) here")
+    # (seal|publish|row, "dirname\0filename") or (sync, "") for a syncfs, or
+    # (fsync-file, tmp path) / (fsync-dir, cur path) without it.
+    events: list[tuple[str, str]] = []
+    real_seal = writer.MessageWriter.seal
+    real_publish = writer.SealedFile.publish
     real_insert = StateDB.insert_message
-    real_fsync_dir = writer.fsync_dir
-    dir_syncs: list[str] = []
+    real_syncfs = commit_mod.syncfs
+    real_fsync_dir = commit_mod.fsync_dir
+    real_open = commit_mod.os.open
 
-    def sync_cur(self: Store, dirname: str) -> None:
-        real_sync_cur(self, dirname)
-        events.append(("sync", dirname))
+    def key(stored: writer.StoredFile) -> str:
+        return f"{stored.dirname}\0{stored.filename}"
 
-    def commit(self: writer.MessageWriter, flags: str, mtime: int, **kw: Any) -> writer.StoredFile:
-        stored = real_commit(self, flags, mtime, **kw)  # the file is fsynced in there
-        events.append(("commit", f"{stored.dirname}\0{stored.filename}"))
+    def seal(self: writer.MessageWriter, flags: str, mtime: int) -> writer.SealedFile:
+        sealed = real_seal(self, flags, mtime)
+        events.append(("seal", key(sealed.stored)))
+        return sealed
+
+    def publish(self: writer.SealedFile) -> writer.StoredFile:
+        if not use_syncfs:
+            assert ("fsync-file", str(self.tmp)) in events, "renamed before its content was durable"
+        stored = real_publish(self)
+        events.append(("publish", key(stored)))
         return stored
 
     def insert_message(self: StateDB, values: dict[str, Any]) -> int:
         events.append(("row", f"{values['dirname']}\0{values['filename']}"))
         return real_insert(self, values)
 
-    def fsync_dir(path: Path | str) -> None:
-        dir_syncs.append(str(path))
-        real_fsync_dir(path)
+    def syncfs(fd: int) -> None:
+        real_syncfs(fd)
+        events.append(("sync", ""))
 
-    monkeypatch.setattr(Store, "sync_cur", sync_cur)
-    monkeypatch.setattr(writer.MessageWriter, "commit", commit)
-    monkeypatch.setattr(writer, "fsync_dir", fsync_dir)
+    def fsync_dir(path: Path | str) -> None:
+        real_fsync_dir(path)
+        events.append(("fsync-dir", str(path)))
+
+    def os_open(path: Any, flags: int, *args: Any, **kw: Any) -> int:
+        fd = real_open(path, flags, *args, **kw)
+        if "/tmp/" in str(path) and flags == commit_mod.os.O_RDONLY:
+            events.append(("fsync-file", str(path)))  # _sync_contents opens a file to fsync it
+        return fd
+
+    monkeypatch.setattr(writer.MessageWriter, "seal", seal)
+    monkeypatch.setattr(writer.SealedFile, "publish", publish)
     monkeypatch.setattr(StateDB, "insert_message", insert_message)
+    monkeypatch.setattr(commit_mod, "syncfs", syncfs)
+    monkeypatch.setattr(commit_mod, "fsync_dir", fsync_dir)
+    monkeypatch.setattr(commit_mod.os, "open", os_open)
+    monkeypatch.setattr(commit_mod, "can_syncfs", lambda: use_syncfs)
     env = make_env(api, messages=120)
     report = env.ok()
     new = report.pulled.new
     assert new > 100
-    commits = [e for e in events if e[0] == "commit"]
-    syncs = [e for e in events if e[0] == "sync"]
-    assert len(commits) == len([e for e in events if e[0] == "row"]) == new
-    assert dir_syncs == []  # no per-message directory fsync in the workers
-    folders = {e[1].split("\0")[0] for e in commits}
-    assert len(folders) <= len(syncs) < new / 3, "cur/ is synced per batch, not per message"
-    written: dict[str, set[str]] = {}  # folder -> files committed since its last sync
-    durable: set[str] = set()
+    rows = [what for kind, what in events if kind == "row"]
+    published = [what for kind, what in events if kind == "publish"]
+    assert len(rows) == len(published) == new
+    syncs = sum(1 for kind, _ in events if kind == "sync")
+    if use_syncfs:
+        assert 2 <= syncs < new / 3, "syncfs is called per group, not per message"
+        assert not any(kind.startswith("fsync") for kind, _ in events)
+    else:
+        assert syncs == 0
+        assert sum(1 for kind, _ in events if kind == "fsync-file") == new
+    sealed: set[str] = set()
+    content_durable: set[str] = set()
+    renamed: set[str] = set()
+    name_durable: set[str] = set()
     for kind, what in events:
-        if kind == "commit":
-            written.setdefault(what.split("\0")[0], set()).add(what)
+        if kind == "seal":
+            sealed.add(what)
         elif kind == "sync":
-            durable |= written.pop(what, set())
-        else:
-            assert what in durable, f"row for {what!r} recorded before its name was durable"
+            content_durable |= sealed
+            name_durable |= renamed
+        elif kind == "fsync-dir":
+            folder = Path(what).parent
+            name_durable |= {w for w in renamed if Path(what).name == "cur" and folder == (
+                env.maildir / w.split("\0")[0] if w.split("\0")[0] else env.maildir)}
+        elif kind == "publish":
+            if use_syncfs:
+                assert what in content_durable, f"{what!r} renamed before its content was durable"
+            renamed.add(what)
+        elif kind == "row":
+            assert what in name_durable, f"row for {what!r} recorded before its name was durable"
     env.verify_clean()
     env.check()
