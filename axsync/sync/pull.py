@@ -9,8 +9,10 @@ the next run converges without duplicates:
 2. relocations (server moves: new id, same content) rename files, no download (a file an
    interrupted run moved without recording it is found in the folder it was moved to);
 3. flag/label updates rename files;
-4. downloads: worker threads stream each source into ``tmp/``, fsync, rename into ``cur/``;
-   the main thread (the only DB writer) then records the row. A file whose row was not
+4. downloads: one event loop (or worker threads) streams each source into ``tmp/`` and
+   seals it there; the group commit (:class:`GroupCommit`) makes groups of them durable,
+   renames them into ``cur/`` and makes the names durable; the main thread (the only DB
+   writer) then records the rows. A file whose row was not
    recorded (killed in between) carries a deterministic unique name and is adopted by the
    next run (with the mail's current flags) instead of being downloaded twice; after a run
    that did not end cleanly, such files nobody adopted (their mail moved or went since)
