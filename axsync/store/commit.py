@@ -6,8 +6,9 @@ hand-over of the interpreter lock around every system call. :class:`GroupCommit`
 the order that makes a crash safe (content durable, then the name, then the state row)
 for a whole group of files at once, on one thread of its own:
 
-1. the contents: one ``syncfs(2)`` of the archive's file system (Linux), elsewhere an
-   fsync of each file;
+1. the contents: one ``syncfs(2)`` of the archive's file system (Linux, on the file
+   systems in :data:`~axsync.store.fsutil.SYNCFS_FILE_SYSTEMS`), elsewhere an fsync of
+   each file;
 2. each file renamed from ``tmp/`` into ``cur/`` (:meth:`SealedFile.publish`);
 3. the names: one more ``syncfs``, elsewhere an fsync of each ``cur/`` touched;
 
@@ -51,7 +52,7 @@ class GroupCommit(Generic[K]):
         self.root = root
         self._deliver = deliver
         self._linger = linger
-        self._syncfs = can_syncfs() if use_syncfs is None else use_syncfs
+        self._syncfs = can_syncfs(root) if use_syncfs is None else use_syncfs
         # Opened before any file of the run is written: syncfs reports the write-back
         # errors that happen on the file system after the descriptor was opened.
         self._fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY) if self._syncfs else -1

@@ -49,10 +49,40 @@ def _load_syncfs() -> Callable[[int], int] | None:
 
 _SYNCFS = _load_syncfs()
 
+#: File systems whose syncfs(2) writes and waits for every file's data and metadata
+#: (statfs f_type): ext2/3/4, XFS, Btrfs, F2FS, ZFS, tmpfs (nothing to write) and overlayfs
+#: (syncs its upper layer). Elsewhere (FUSE, network file systems...) syncfs may not reach
+#: the storage the way an fsync does, so each file is fsynced instead.
+SYNCFS_FILE_SYSTEMS = frozenset({
+    0xEF53,  # ext2/3/4
+    0x58465342,  # xfs
+    0x9123683E,  # btrfs
+    0xF2F52010,  # f2fs
+    0x2FC12FC1,  # zfs
+    0x01021994,  # tmpfs
+    0x794C7630,  # overlayfs
+})
 
-def can_syncfs() -> bool:
-    """Whether :func:`syncfs` is available (Linux)."""
-    return _SYNCFS is not None
+
+def fs_type(path: Path | str) -> int | None:
+    """statfs(2)'s ``f_type`` of the file system holding ``path`` (Linux), else None."""
+    if _SYNCFS is None:
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        buf = ctypes.create_string_buffer(512)  # struct statfs is 120 bytes on 64-bit Linux
+        if libc.statfs(os.fsencode(path), buf) != 0:
+            return None
+    except (OSError, AttributeError):
+        return None
+    # f_type (__fsword_t: a C long on every Linux ABI) is the first member.
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+
+
+def can_syncfs(path: Path | str) -> bool:
+    """Whether :func:`syncfs` is available (Linux) and trusted on ``path``'s file system
+    (:data:`SYNCFS_FILE_SYSTEMS`)."""
+    return _SYNCFS is not None and fs_type(path) in SYNCFS_FILE_SYSTEMS
 
 
 def syncfs(fd: int) -> None:

@@ -21,8 +21,9 @@ from .conftest import MakeEnv
 @pytest.mark.parametrize("use_syncfs", [True, False], ids=["syncfs", "fsync-each"])
 @pytest.mark.parametrize("api", ["10.4", "10.6"])
 def test_content_then_name_durable_before_the_row(make_env: MakeEnv, api: str, use_syncfs: bool,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    if use_syncfs and not commit_mod.can_syncfs():
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    if use_syncfs and not commit_mod.can_syncfs(tmp_path):
         pytest.skip("no syncfs(2) here")
     # (seal|publish|row, "dirname\0filename") or (sync, "") for a syncfs, or
     # (fsync-file, tmp path) / (fsync-dir, cur path) without it.
@@ -73,7 +74,7 @@ def test_content_then_name_durable_before_the_row(make_env: MakeEnv, api: str, u
     monkeypatch.setattr(commit_mod, "syncfs", syncfs)
     monkeypatch.setattr(commit_mod, "fsync_dir", fsync_dir)
     monkeypatch.setattr(commit_mod.os, "open", os_open)
-    monkeypatch.setattr(commit_mod, "can_syncfs", lambda: use_syncfs)
+    monkeypatch.setattr(commit_mod, "can_syncfs", lambda path: use_syncfs)
     env = make_env(api, messages=120)
     report = env.ok()
     new = report.pulled.new
