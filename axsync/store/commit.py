@@ -20,9 +20,9 @@ or a complete file in ``cur/`` without a state row (adopted by the next pull).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +33,8 @@ from axsync.store.fsutil import can_syncfs, fsync_dir, syncfs
 from axsync.store.writer import SealedFile, StoredFile
 
 K = TypeVar("K")
+
+log = logging.getLogger("axsync.store")
 
 #: One committed item: its key, the stored file or None, and the error or None.
 Result = tuple[K, StoredFile | None, BaseException | None]
@@ -79,9 +81,10 @@ class GroupCommit(Generic[K]):
             self._closing = True
             self._cond.notify()
         self._thread.join()
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        with self._cond:
+            fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
 
     def __enter__(self) -> GroupCommit[K]:
         return self
@@ -101,21 +104,28 @@ class GroupCommit(Generic[K]):
                     self._idle = False
                 if not self._items:
                     return
-                closing = self._closing
-            if not closing and self._linger > 0:
-                time.sleep(self._linger)  # let a group form
-            with self._cond:
+                if self._linger > 0:  # let a group form (close() cuts it short)
+                    self._cond.wait_for(lambda: self._closing, timeout=self._linger)
                 group, self._items = self._items, []
+            published: list[tuple[K, SealedFile]] = []
             try:
-                results = self._commit(group)
+                results = self._commit(group, published)
             except BaseException as exc:  # a bug: fail the group rather than lose track of it
                 for _key, sealed in group:
                     sealed.discard()
+                for _key, sealed in published:  # names never made durable: take them back
+                    with contextlib.suppress(OSError):
+                        os.unlink(sealed.cur / sealed.stored.filename)
                 results = [(key, None, exc) for key, _sealed in group]
             self.groups += 1
-            self._deliver(results)
+            try:
+                self._deliver(results)
+            except Exception:  # the caller's bug: keep committing what comes next
+                log.exception("group commit: delivering %d results failed", len(results))
 
-    def _commit(self, group: list[tuple[K, SealedFile]]) -> list[Result[K]]:
+    def _commit(self, group: list[tuple[K, SealedFile]],
+                published: list[tuple[K, SealedFile]]) -> list[Result[K]]:
+        """Commit ``group``; ``published`` collects the files renamed into ``cur/``."""
         try:
             self._sync_contents(group)
         except OSError as exc:
@@ -124,7 +134,6 @@ class GroupCommit(Generic[K]):
             return [(key, None, _failed(f"cannot make messages durable in {self.root}", exc))
                     for key, _sealed in group]
         results: list[Result[K]] = []
-        published: list[tuple[K, SealedFile]] = []
         for key, sealed in group:
             try:
                 sealed.publish()

@@ -17,7 +17,7 @@ import concurrent.futures
 import contextlib
 import queue
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
@@ -99,9 +99,14 @@ class LoopRunner:
                 errors.extend(e for f in done if (e := f.exception()) is not None)
         finally:
             def closing() -> None:
-                for closer in self._closers:
-                    closer()
-                self.loop.stop()
+                try:
+                    for closer in self._closers:
+                        try:
+                            closer()
+                        except Exception as exc:  # raised below, after the loop stopped
+                            errors.append(exc)
+                finally:
+                    self.loop.stop()
 
             self.loop.call_soon_threadsafe(closing)
             self._thread.join()
@@ -126,8 +131,13 @@ class End:
         self.error = error
 
 
+class _Stopped(BaseException):
+    """The consumer of :func:`fan_in` went away (a BaseException, so that a producer's
+    ``except Exception`` does not swallow it)."""
+
+
 def fan_in(items: Sequence[T], produce: Callable[[T, Callable[[Any], None]], None],
-           workers: int, depth: int = 16) -> Iterator[tuple[T, Any]]:
+           workers: int, depth: int = 16) -> Generator[tuple[T, Any], None, None]:
     """Run ``produce(item, put)`` for every item on up to ``workers`` threads and yield
     ``(item, value)`` for each value it puts, in the order they were put (one item's values
     keep their order; items interleave), then ``(item, End)`` once its ``produce`` has
@@ -177,8 +187,3 @@ def fan_in(items: Sequence[T], produce: Callable[[T, Callable[[Any], None]], Non
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
 
-
-
-
-class _Stopped(Exception):
-    """The consumer of :func:`fan_in` went away."""
