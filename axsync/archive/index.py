@@ -303,6 +303,24 @@ class IndexAlongside:
         except Exception as exc:
             self._give_up(exc)
 
+    def finish(self) -> None:
+        """After the pull: index everything still pending with the workers already running
+        (a catch-up would start new ones), then stop them."""
+        feeder = self._feeder
+        if feeder is None:
+            return
+        try:
+            while True:
+                feeder.fill()
+                n = feeder.write_next(block=True)
+                if n is None:
+                    break
+                self.indexed += n
+        except Exception as exc:
+            self._give_up(exc)
+            return
+        self.close()
+
     def close(self) -> None:
         """Write what is in flight (waiting for it) and stop the workers."""
         feeder, self._feeder = self._feeder, None
@@ -333,8 +351,7 @@ def _read(store: Store, locator: Locator, max_bytes: int, row: _Pending) -> tupl
     if found is None:
         return Doc(subject=row.subject, sender=row.from_addr), "file missing"
     try:
-        with store.open_message(found.dirname, found.subdir, found.filename) as stream:
-            data = stream.read(max_bytes)
+        data = store.read_message(found.dirname, found.subdir, found.filename, max_bytes)
         return make_doc(data), None
     except (StoreError, OSError) as exc:
         log.warning("search index: cannot read message %d: %s", row.uid, exc)

@@ -330,9 +330,10 @@ class Store:
         """A stream of the uncompressed message (compression detected by magic bytes)."""
         return compress.open_message(self.path_of(dirname, subdir, filename))
 
-    def read_message(self, dirname: str, subdir: str, filename: str) -> bytes:
-        """The whole uncompressed message."""
-        return compress.read_message(self.path_of(dirname, subdir, filename))
+    def read_message(self, dirname: str, subdir: str, filename: str,
+                     limit: int | None = None) -> bytes:
+        """The whole uncompressed message (or its first ``limit`` bytes)."""
+        return compress.read_message(self.path_of(dirname, subdir, filename), limit)
 
     def digest(self, dirname: str, subdir: str, filename: str) -> tuple[str, int, int]:
         """(sha256 hex, size, vsize) of the uncompressed message, streamed: what the

@@ -152,8 +152,8 @@ def _index(db: StateDB, store: Store, report: RunReport, progress: Progress,
     progress.phase("index")
     try:
         if alongside is not None:
-            alongside.close()
-        SearchIndex(db, store).catch_up()
+            alongside.finish()
+        SearchIndex(db, store).catch_up()  # what the workers could not do, gone messages
     except AxsyncError as exc:  # the archive is fine; searching is behind until next run
         report.notes.append(f"search index not updated: {exc}")
 

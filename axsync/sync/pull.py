@@ -429,6 +429,7 @@ class Puller:
                     put(_TOKEN_REJECTED)
             put(self.api.list_all_mails(fid))
 
+        refw_folders: list[str] = []
         for st, event in fan_in(todo, produce, workers=self.options.concurrency):
             fid, start = st.target.id, starts[st.target.id]
             if isinstance(event, End):
@@ -439,7 +440,7 @@ class Puller:
                         # A first full delta of a folder we already hold: drop what it lacks.
                         with self.db.transaction():
                             self._stage_unlisted(staging, fid)
-                    self._resolve_refw(fid)
+                    refw_folders.append(fid)
                     if st.new_content_token is None:
                         st.new_content_token = st.target.content_token
             elif event is _NO_DELTA:
@@ -469,28 +470,45 @@ class Puller:
                     for mid in event.removed:
                         staging.add_removed(mid, fid)
                 st.new_delta_token = event.sync_token
+        self._resolve_refw(refw_folders)
 
-    def _resolve_refw(self, folder_id: str) -> None:
+    def _resolve_refw(self, folder_ids: list[str]) -> None:
         """Delta ``updatedItems`` carry no ``refwFlags``, so a reply or forward mark set on
         the server would never reach the archive. For updated mails, ask the server: one
-        ``GET /mails/{id}`` each when there are few, one listing of the folder when many."""
-        ids = [mid for (mid,) in self.db.execute(
-            "SELECT u.mail_id FROM st_upd u JOIN messages m ON m.mail_id = u.mail_id "
-            "WHERE u.folder_id = ? AND u.refw IS NULL AND m.state = 'present'", (folder_id,)
-        ).fetchall()]
-        if not ids:
+        ``GET /mails/{id}`` each in a folder with few, one listing of a folder with many;
+        all of these requests in flight at once (up to ``concurrency``)."""
+        lookups: list[str] = []
+        listings: list[tuple[str, set[str]]] = []
+        for folder_id in folder_ids:
+            ids = [mid for (mid,) in self.db.execute(
+                "SELECT u.mail_id FROM st_upd u JOIN messages m ON m.mail_id = u.mail_id "
+                "WHERE u.folder_id = ? AND u.refw IS NULL AND m.state = 'present'", (folder_id,)
+            ).fetchall()]
+            if len(ids) <= REFW_LOOKUPS:
+                lookups.extend(ids)
+            else:
+                listings.append((folder_id, set(ids)))
+        if not lookups and not listings:
             return
-        found: dict[str, str] = {}
-        if len(ids) <= REFW_LOOKUPS:
-            for mid in ids:
-                try:
-                    found[mid] = self.api.get_mail(mid).flags.refw_flags
-                except AxsyncError as exc:  # gone meanwhile, or a transient failure
-                    log.info("refwFlags of mail %s not known: %s", mid, exc)
-        else:
-            wanted = set(ids)
+
+        def lookup(mid: str) -> dict[str, str]:
+            try:
+                return {mid: self.api.get_mail(mid).flags.refw_flags}
+            except AxsyncError as exc:  # gone meanwhile, or a transient failure
+                log.info("refwFlags of mail %s not known: %s", mid, exc)
+                return {}
+
+        def listing(job: tuple[str, set[str]]) -> dict[str, str]:
+            folder_id, wanted = job
             _token, mails = self.api.list_all_mails(folder_id)
-            found = {m.id: m.flags.refw_flags for m in mails if m.id in wanted}
+            return {m.id: m.flags.refw_flags for m in mails if m.id in wanted}
+
+        found: dict[str, str] = {}
+        jobs = len(lookups) + len(listings)
+        with ThreadPoolExecutor(max(1, min(self.options.concurrency, jobs)),
+                                thread_name_prefix="axsync-gather") as pool:
+            for part in [*pool.map(lookup, lookups), *pool.map(listing, listings)]:
+                found.update(part)
         with self.db.transaction():
             for mid, refw in found.items():
                 self.db.execute("UPDATE st_upd SET refw = ? WHERE mail_id = ?", (refw, mid))

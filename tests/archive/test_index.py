@@ -192,6 +192,41 @@ def test_index_alongside_a_pull_then_the_rest_at_the_end(
     db.close()
 
 
+def test_index_alongside_finish_indexes_the_rest_with_the_same_workers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the pull, finish() indexes every pending message (the short last page too)
+    with the pool already running: no second pool, nothing left for catch_up."""
+    built = _mixed_archive(tmp_path / "a")
+    db = StateDB.open(built.db_path)
+    monkeypatch.setattr(index_module, "PARALLEL_MIN", 10)
+    monkeypatch.setattr(index_module, "_BATCH_MESSAGES", 20)
+    index = SearchIndex(db, Store(built.maildir), workers=2)
+    pools: list[object] = []
+    real_pool = SearchIndex._pool
+
+    def counting_pool(self: SearchIndex) -> object:
+        pool = real_pool(self)
+        pools.append(pool)
+        return pool
+
+    monkeypatch.setattr(SearchIndex, "_pool", counting_pool)
+    pending = index.pending()
+    assert pending % 20 and pending > 4 * 20
+    running = index.alongside()
+    running.downloads_started(pending)
+    running.recorded()
+    running.finish()
+    assert not running.running
+    assert running.indexed == pending
+    assert index.pending() == 0 and index.catch_up() == 0
+    assert len(pools) == 1
+    indexed = index_dump(db)
+    clear_index(db)
+    SearchIndex(db, Store(built.maildir), workers=1).catch_up()
+    assert index_dump(db) == indexed
+    db.close()
+
+
 def test_a_broken_worker_pool_falls_back_to_parsing_here(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     built = _mixed_archive(tmp_path / "a")

@@ -130,3 +130,36 @@ def test_missing_file_and_bad_method(tmp_path: Path) -> None:
         open_message(tmp_path / "nope")
     with pytest.raises(StoreError):
         Compressor("xz")
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.binary(max_size=300_000), limit=st.integers(min_value=0, max_value=400_000),
+       method=st.sampled_from(["zstd", "gzip", "none"]), frames=st.integers(1, 3))
+@example(data=b"x" * 200_000, limit=70_000, method="zstd", frames=1)
+@example(data=b"", limit=0, method="none", frames=1)
+def test_read_message_with_a_limit_is_a_prefix_of_the_stream(
+        tmp_path_factory: pytest.TempPathFactory, data: bytes, limit: int, method: str,
+        frames: int) -> None:
+    """read_message(path, limit) (the search index's read) gives exactly what the stream
+    of open_message gives, cut at ``limit``, over several frames or members too."""
+    path = tmp_path_factory.mktemp("lim") / "m"
+    cut = [len(data) * i // frames for i in range(frames + 1)]
+    pieces = [data[a:b] for a, b in zip(cut, cut[1:], strict=False)]
+    path.write_bytes(b"".join(compress_bytes(p, method) for p in pieces) if method != "none"
+                     else compress_bytes(data, method))
+    with open_message(path) as stream:
+        whole = stream.read()
+    assert whole == data
+    assert read_message(path) == data
+    assert read_message(path, limit) == data[:limit]
+
+
+@pytest.mark.parametrize("method", ["zstd", "gzip"])
+def test_read_message_with_a_limit_still_reports_a_cut_file(tmp_path: Path, method: str) -> None:
+    data = os.urandom(50_000)
+    blob = compress_bytes(data, method)
+    (tmp_path / "cut").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(StoreError):
+        read_message(tmp_path / "cut", 1 << 24)
+    if method == "zstd":  # decoded in small steps: a prefix before the cut is readable
+        assert read_message(tmp_path / "cut", 10) == data[:10]
