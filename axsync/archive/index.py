@@ -44,6 +44,9 @@ _BATCH_CHARS = 20_000_000
 #: start-up of the workers costs more than it saves).
 PARALLEL_MIN = 400
 _MAX_WORKERS = 4
+#: Worker processes run at this niceness: parsing for the index gives way to the downloads
+#: (and to the rest of the machine); the run's end waits for it either way.
+NICE = 10
 
 _GONE = (
     "SELECT d.uid FROM search_docs d LEFT JOIN messages m ON m.uid = d.uid "
@@ -380,6 +383,8 @@ def _worker_init(parent: int) -> None:
         pass
     if os.getppid() != parent:  # the parent died before the line above
         os._exit(0)
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(NICE)  # parsing yields the CPU to the downloads (and the rest of the machine)
 
 
 def _parse_page(root: str, compression: str, max_bytes: int, rows: list[_Pending]) -> list[Entry]:
