@@ -306,6 +306,10 @@ class StateDB:
     def count_messages(self, where: str = "1", params: Sequence[Any] = ()) -> int:
         return int(self.execute(f"SELECT count(*) FROM messages WHERE {where}", params).fetchone()[0])
 
+    def any_message(self, where: str = "1", params: Sequence[Any] = ()) -> bool:
+        """Whether a message row matches (stops at the first: no count of the archive)."""
+        return self.execute(f"SELECT 1 FROM messages WHERE {where} LIMIT 1", params).fetchone() is not None
+
     def insert_message(self, values: dict[str, Any]) -> int:
         values = dict(values)
         values["label_ids"] = labels_json(values.get("label_ids", ()))

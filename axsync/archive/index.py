@@ -48,15 +48,28 @@ _MAX_WORKERS = 4
 #: (and to the rest of the machine); the run's end waits for it either way.
 NICE = 10
 
+# Work comes from search_queue (state/0006_work_queues.sql: triggers add every message
+# whose document may not match it), so finding none costs nothing whatever the archive's
+# size. CROSS JOIN keeps the queue as the outer loop.
 _GONE = (
-    "SELECT d.uid FROM search_docs d LEFT JOIN messages m ON m.uid = d.uid "
-    "WHERE m.uid IS NULL OR m.state = 'tombstoned'"
+    "SELECT q.uid FROM search_queue q CROSS JOIN search_docs d ON d.uid = q.uid "
+    "LEFT JOIN messages m ON m.uid = q.uid WHERE m.uid IS NULL OR m.state = 'tombstoned'"
+)
+_PENDING_FROM = (
+    "FROM search_queue q CROSS JOIN messages m ON m.uid = q.uid "
+    "WHERE m.state IN ('present', 'deleted') AND NOT EXISTS "
+    "(SELECT 1 FROM search_docs d WHERE d.uid = m.uid AND d.sha256 = m.sha256)"
 )
 _PENDING = (
     "SELECT m.uid, m.dirname, m.base, m.filename, m.sha256, m.subject, m.from_addr "
-    "FROM messages m WHERE m.uid > ? AND m.state IN ('present', 'deleted') AND NOT EXISTS "
-    "(SELECT 1 FROM search_docs d WHERE d.uid = m.uid AND d.sha256 = m.sha256) "
-    "ORDER BY m.uid LIMIT ?"
+    f"{_PENDING_FROM} AND q.uid > ? ORDER BY q.uid LIMIT ?"
+)
+# Queue entries whose document now matches the message: done.
+_SETTLED = (
+    "DELETE FROM search_queue WHERE uid IN (SELECT q.uid FROM search_queue q "
+    "LEFT JOIN messages m ON m.uid = q.uid LEFT JOIN search_docs d ON d.uid = q.uid "
+    "WHERE {where} CASE WHEN m.uid IS NULL OR m.state = 'tombstoned' THEN d.uid IS NULL "
+    "ELSE d.sha256 IS NOT NULL AND d.sha256 = m.sha256 END)"
 )
 
 
@@ -99,10 +112,7 @@ class SearchIndex:
 
     def pending(self) -> int:
         """How many messages :meth:`catch_up` would index now."""
-        return int(self.db.execute(
-            "SELECT count(*) FROM messages m WHERE m.state IN ('present', 'deleted') AND NOT "
-            "EXISTS (SELECT 1 FROM search_docs d WHERE d.uid = m.uid AND d.sha256 = m.sha256)"
-        ).fetchone()[0])
+        return int(self.db.execute(f"SELECT count(*) {_PENDING_FROM}").fetchone()[0])
 
     def catch_up(self, limit: int | None = None,
                  progress: Callable[[int], None] | None = None) -> int:
@@ -114,7 +124,9 @@ class SearchIndex:
             pool = self._pool()
             if pool is not None:
                 with pool:
-                    return self._catch_up_parallel(pool, limit, progress)
+                    done = self._catch_up_parallel(pool, limit, progress)
+                self.settle()
+                return done
         locator = Locator(self.store)
         done, last = 0, 0
         while limit is None or done < limit:
@@ -135,7 +147,14 @@ class SearchIndex:
             last = batch[-1][0].uid
             if progress is not None:
                 progress(len(batch))
+        self.settle()
         return done
+
+    def settle(self) -> None:
+        """Clear the queue entries that need nothing (e.g. a state change that leaves the
+        document as it is); the written pages cleared their own already."""
+        with self.db.transaction():
+            self.db.execute(_SETTLED.format(where=""))
 
     def _page(self, after: int, want: int) -> list[_Pending]:
         return [_Pending(*r) for r in self.db.execute(_PENDING, (after, want)).fetchall()]
@@ -186,6 +205,7 @@ class SearchIndex:
             chunk = gone[start:start + 500]
             with self.db.transaction():
                 self._delete(chunk)
+                self._settle(chunk)
         if gone:
             log.info("search index: dropped %d removed messages", len(gone))
 
@@ -194,6 +214,10 @@ class SearchIndex:
         self.db.execute(f"DELETE FROM search_fts WHERE rowid IN ({marks})", uids)
         self.db.execute(f"DELETE FROM search_refs WHERE uid IN ({marks})", uids)
         self.db.execute(f"DELETE FROM search_docs WHERE uid IN ({marks})", uids)
+
+    def _settle(self, uids: list[int]) -> None:
+        marks = ",".join("?" * len(uids))
+        self.db.execute(_SETTLED.format(where=f"q.uid IN ({marks}) AND"), uids)
 
     def _read(self, row: _Pending, locator: Locator) -> tuple[Doc, str | None]:
         return _read(self.store, locator, self.max_bytes, row)
@@ -218,6 +242,8 @@ class SearchIndex:
                     "INSERT OR IGNORE INTO search_refs (msgid, uid) VALUES (?, ?)",
                     [(ref, row.uid) for ref in refs],
                 )
+            # not those whose message changed since it was read: they stay queued
+            self._settle([row.uid for row, _ in batch])
 
 
 class _Feeder:

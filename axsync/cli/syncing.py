@@ -6,10 +6,9 @@ import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from tqdm import tqdm
 
 from axsync.config import Account, Config, default_path, load_config, save_account
 from axsync.errors import UsageError
@@ -20,9 +19,13 @@ from axsync.sync.report import RunReport
 from axsync.verify import status as build_status
 from axsync.verify import verify_local, verify_remote
 
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
 
 class TqdmProgress:
-    """Messages and bytes, overall; the postfix names the folder being written."""
+    """Messages and bytes, overall; the postfix names the folder being written. tqdm is
+    imported when a bar is shown (a cron run, without a terminal, does not pay for it)."""
 
     def __init__(self, label: str, enabled: bool) -> None:
         self.label = label
@@ -32,12 +35,16 @@ class TqdmProgress:
 
     def phase(self, text: str) -> None:
         if self.enabled and self.msgs is None:
+            from tqdm import tqdm
+
             tqdm.write(f"{self.label}: {text}…", file=sys.stderr)
 
     def add_total(self, messages: int, nbytes: int) -> None:
         if not self.enabled:
             return
         if self.msgs is None:
+            from tqdm import tqdm
+
             self.msgs = tqdm(total=0, desc=f"{self.label} messages", unit="msg", file=sys.stderr,
                              disable=None, position=0)
             self.bytes = tqdm(total=0, desc=f"{self.label} bytes", unit="B", unit_scale=True,

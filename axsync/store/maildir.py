@@ -374,11 +374,16 @@ class Store:
         except OSError as exc:
             raise StoreError(f"cannot sync {dirname or 'INBOX'}/cur: {exc.strerror}") from exc
 
-    def set_flags(self, dirname: str, filename: str, flags: str) -> str:
+    def set_flags(self, dirname: str, filename: str, flags: str,
+                  unsynced: set[Path] | None = None) -> str:
         """Rename the file to carry ``flags`` (normalized), keeping its base; a file in
         ``new/`` moves to ``cur/``. ``Z`` describes the file, not the message: a name that
         has it keeps it. Returns the new name (unchanged name: no-op). StoreError with
-        ``missing`` if the file is gone (look it up with :meth:`locate`)."""
+        ``missing`` if the file is gone (look it up with :meth:`locate`).
+
+        The rename is made durable (directory fsync) before returning, unless ``unsynced``
+        is given: the directories to sync are added to it instead, and the caller syncs
+        them (:meth:`sync_dirs`) before it records the new name anywhere."""
         sub, src = self._find(dirname, filename)
         if FLAG_COMPRESSED in parse_name(filename).flags:
             flags += FLAG_COMPRESSED
@@ -390,10 +395,24 @@ class Store:
             if os.path.lexists(dst):
                 raise StoreError(f"{dst} already exists")
             os.rename(src, dst)
-            fsync_dir(dst.parent)
-            if sub != "cur":
-                fsync_dir(src.parent)
+            touched = (dst.parent,) if sub == "cur" else (dst.parent, src.parent)
+            if unsynced is None:
+                for path in touched:
+                    fsync_dir(path)
+            else:
+                unsynced.update(touched)
         return name
+
+    def sync_dirs(self, paths: set[Path]) -> None:
+        """fsync each directory in ``paths`` (and empty the set): the renames
+        :meth:`set_flags` left to the caller are durable after this."""
+        while paths:
+            path = paths.pop()
+            try:
+                fsync_dir(path)
+            except OSError as exc:
+                paths.add(path)
+                raise StoreError(f"cannot sync {path}: {exc.strerror}") from exc
 
     def move(self, src_dirname: str, filename: str, dst_dirname: str) -> str:
         """Move a message into ``dst_dirname``/cur keeping its base; returns the new name.

@@ -203,7 +203,7 @@ def run_account(
                 conflict=account.conflict,
             )
             now = int(time.time())
-            first = db.count_messages("state = 'present'") == 0
+            first = not db.any_message("state = 'present'")
             unchanged = (account.mode == "sync" and not options.dry_run
                          and _local_unchanged(db, dir_fingerprint(store), now, first))
             # A first sync into an empty archive: everything in it at the end was written

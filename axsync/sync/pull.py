@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from axsync.api import ApiClient
@@ -66,7 +67,13 @@ from axsync.sync.staging import Staging
 log = logging.getLogger("axsync.pull")
 
 CAPABILITY_TTL = 24 * 3600
-REFW_LOOKUPS = 30  # updated mails per folder resolved one by one; more: one folder listing
+# refwFlags of updated mails: one GET each (all in flight at once), or one listing of the
+# folder when that is fewer requests by far. A listing page (up to 500 mails, fetched one
+# after another) costs about as much as REFW_PAGE_COST lookups; folders with at most
+# REFW_LOOKUPS updated mails are never listed.
+REFW_LOOKUPS = 30
+REFW_PAGE_COST = 30
+LISTING_PAGE = 500
 
 
 @dataclass
@@ -475,16 +482,19 @@ class Puller:
     def _resolve_refw(self, folder_ids: list[str]) -> None:
         """Delta ``updatedItems`` carry no ``refwFlags``, so a reply or forward mark set on
         the server would never reach the archive. For updated mails, ask the server: one
-        ``GET /mails/{id}`` each in a folder with few, one listing of a folder with many;
-        all of these requests in flight at once (up to ``concurrency``)."""
+        ``GET /mails/{id}`` each, or one listing of a folder where most of it changed
+        (see REFW_PAGE_COST); all of these requests in flight at once (up to
+        ``concurrency``)."""
         lookups: list[str] = []
         listings: list[tuple[str, set[str]]] = []
         for folder_id in folder_ids:
             ids = [mid for (mid,) in self.db.execute(
-                "SELECT u.mail_id FROM st_upd u JOIN messages m ON m.mail_id = u.mail_id "
+                "SELECT u.mail_id FROM st_upd u CROSS JOIN messages m ON m.mail_id = u.mail_id "
                 "WHERE u.folder_id = ? AND u.refw IS NULL AND m.state = 'present'", (folder_id,)
             ).fetchall()]
-            if len(ids) <= REFW_LOOKUPS:
+            pages = -(-self.db.count_messages("folder_id = ? AND state = 'present'", (folder_id,))
+                      // LISTING_PAGE)
+            if len(ids) <= max(REFW_LOOKUPS, REFW_PAGE_COST * pages):
                 lookups.extend(ids)
             else:
                 listings.append((folder_id, set(ids)))
@@ -500,7 +510,7 @@ class Puller:
 
         def listing(job: tuple[str, set[str]]) -> dict[str, str]:
             folder_id, wanted = job
-            _token, mails = self.api.list_all_mails(folder_id)
+            _token, mails = self.api.list_all_mails(folder_id, LISTING_PAGE)
             return {m.id: m.flags.refw_flags for m in mails if m.id in wanted}
 
         found: dict[str, str] = {}
@@ -571,7 +581,7 @@ class Puller:
             self.db.execute(
                 "UPDATE conversations SET sync_token = NULL WHERE sync_token IS NOT NULL AND id IN ("
                 "SELECT conversation_id FROM st_new "
-                "UNION SELECT m.conversation_id FROM st_rm r JOIN messages m ON m.mail_id = r.mail_id "
+                "UNION SELECT m.conversation_id FROM st_rm r CROSS JOIN messages m ON m.mail_id = r.mail_id "
                 "UNION SELECT m.conversation_id FROM st_upd u LEFT JOIN messages m "
                 f"ON m.mail_id = u.mail_id AND m.state = 'present' WHERE {differs} "
                 "UNION SELECT u.conversation_id FROM st_upd u LEFT JOIN messages m "
@@ -604,8 +614,10 @@ class Puller:
         pplan = P.PullPlan(fplan, removals_mode=mode)
         dir_of = {fid: st.target.dirname for fid, st in states.items()}
         # Moves with the same id (server kept the id): st_new rows already known in the DB.
+        # (Here and below, CROSS JOIN keeps the small staging table as the outer loop: the
+        # planner, without statistics on temp tables, read every message row instead.)
         cur = self.db.execute(
-            "SELECT s.mail_id, m.uid FROM st_new s JOIN messages m ON m.mail_id = s.mail_id "
+            "SELECT s.mail_id, m.uid FROM st_new s CROSS JOIN messages m ON m.mail_id = s.mail_id "
             "WHERE m.state = 'present' AND s.kind = 'new'"  # replaced: new content, download it
         )
         same_id = dict(cur.fetchall())
@@ -614,7 +626,7 @@ class Puller:
             P.KnownMail(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7])
             for r in self.db.execute(
                 "SELECT m.uid, m.mail_id, m.folder_id, m.dirname, coalesce(m.server_size, m.size), "
-                "m.sha256, m.message_id, m.internal_date FROM messages m JOIN st_rm r ON r.mail_id = m.mail_id "
+                "m.sha256, m.message_id, m.internal_date FROM st_rm r CROSS JOIN messages m ON r.mail_id = m.mail_id "
                 "WHERE m.state = 'present' AND m.message_id != '' AND EXISTS (SELECT 1 FROM st_new s "
                 "WHERE s.message_id = m.message_id AND s.size = coalesce(m.server_size, m.size))"
             ).fetchall()
@@ -666,6 +678,8 @@ class Puller:
         if pplan.removals_mode != "delete":
             return
         deletions = pplan.totals().removals
+        if not deletions:  # nothing to guard: no need to count the archive
+            return
         total = self.db.count_messages("state = 'present'")
         check = P.check_deletions(deletions, total, self.options.max_delete(total), self.options.force)
         if not check.allowed:
@@ -984,6 +998,9 @@ class Puller:
     def _execute_updates(self, staging: Staging, states: dict[str, _FolderState]) -> None:
         dir_of = {fid: st.target.dirname for fid, st in states.items()}
         batch = 0
+        # Renamed files' directories, synced once per batch before its rows are committed
+        # (not once per file: 1,000 flag changes were 1,000 directory fsyncs).
+        unsynced: set[Path] = set()
         refetch: list[tuple[str, str]] = []  # (mail id, folder id) to download again
         self.db.execute("BEGIN")
         try:
@@ -1057,7 +1074,8 @@ class Puller:
                 filename = None
                 if current is not None:
                     filename = self.store.set_flags(where, current,
-                                                    self._target_flags(row, where, current, flags, labels))
+                                                    self._target_flags(row, where, current, flags, labels),
+                                                    unsynced)
                     self._note_local(where, row.base, filename)
                 self.db.update_message(
                     row.uid, flags=letters, refw=flags.refw_flags, label_ids=labels,
@@ -1067,11 +1085,18 @@ class Puller:
                 self.report.pulled.updated += 1
                 batch += 1
                 if batch >= 500:
+                    self.store.sync_dirs(unsynced)
                     self.db.execute("COMMIT")
                     self.db.execute("BEGIN")
                     batch = 0
+            self.store.sync_dirs(unsynced)
             self.db.execute("COMMIT")
         except BaseException:
+            try:
+                self.store.sync_dirs(unsynced)
+            except StoreError:  # the renames may not be durable: record none of them
+                self.db.execute("ROLLBACK")
+                raise
             self.db.execute("COMMIT")  # what was renamed on disk is recorded
             raise
         for mid, fid in refetch:  # staged as new: the downloads below fetch them

@@ -111,3 +111,56 @@ def test_content_then_name_durable_before_the_row(make_env: MakeEnv, api: str, u
             assert what in name_durable, f"row for {what!r} recorded before its name was durable"
     env.verify_clean()
     env.check()
+
+
+def test_flag_renames_durable_before_their_rows_one_sync_per_directory(
+        make_env: MakeEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flag changes from the server rename files; each renamed file's directory is fsynced
+    before the transaction recording the new names commits, once per directory and batch
+    (not once per file)."""
+    from axsync.store import maildir as maildir_mod
+
+    env = make_env("10.6", messages=200, mode="sync")
+    env.ok()
+    changed = 0
+    for fid in sorted({m.folder_id for m in env.mb.mails()}):
+        for mail in sorted(env.mb.mails(fid), key=lambda m: m.id)[:12]:
+            env.mb.set_flags(mail.id, flagged=not mail.flagged)
+            changed += 1
+    events: list[tuple[str, str]] = []
+    real_rename = maildir_mod.os.rename
+    real_fsync_dir = maildir_mod.fsync_dir
+    real_execute = StateDB.execute
+
+    def rename(src: Any, dst: Any) -> None:
+        real_rename(src, dst)
+        events.append(("rename", str(Path(dst).parent)))
+
+    def fsync_dir(path: Path | str) -> None:
+        real_fsync_dir(path)
+        events.append(("fsync-dir", str(path)))
+
+    def execute(self: StateDB, sql: str, *args: Any) -> Any:
+        if sql == "COMMIT":
+            events.append(("commit", ""))
+        return real_execute(self, sql, *args)
+
+    monkeypatch.setattr(maildir_mod.os, "rename", rename)
+    monkeypatch.setattr(maildir_mod, "fsync_dir", fsync_dir)
+    monkeypatch.setattr(StateDB, "execute", execute)
+    report = env.ok()
+    assert changed > report.pulled.updated > 40  # less: the excluded Spam folder
+    renames = [what for kind, what in events if kind == "rename"]
+    assert len(renames) == report.pulled.updated
+    pending: set[str] = set()
+    for kind, what in events:
+        if kind == "rename":
+            pending.add(what)
+        elif kind == "fsync-dir":
+            pending.discard(what)
+        elif kind == "commit":
+            assert not pending, f"committed with renames in {pending} not durable"
+    syncs = sum(1 for kind, _ in events if kind == "fsync-dir")
+    assert syncs <= len(set(renames)) + 2, "one directory sync per folder, not per file"
+    env.verify_clean()
+    env.check()

@@ -590,3 +590,38 @@ def test_faults_converge_and_are_never_silent(make_env: MakeEnv, api: str) -> No
         pytest.fail("no clean run within 3 runs once the sources were back")
     env.fake.knobs.fail_rate = env.fake.knobs.drop_rate = 0.0
     assert env.ok().pulled.new == 0
+
+
+@pytest.mark.parametrize("mode", ["sync", "mirror"])
+def test_a_run_with_nothing_to_do_does_not_grow_with_the_archive(
+        make_env: MakeEnv, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a no-change run asks the state DB does not grow with the archive: SQLite VM
+    instructions of the whole run for 60 and for 600 messages (a query reading every
+    message row costs thousands more at 600). Requests are checked above."""
+    from axsync.statedb import StateDB
+
+    opened = StateDB.open.__func__  # type: ignore[attr-defined]
+    steps: list[int] = []
+
+    def counting_open(cls: type[StateDB], *args: Any, **kwargs: Any) -> StateDB:
+        db = opened(cls, *args, **kwargs)
+
+        def tick() -> int:
+            steps[-1] += 1
+            return 0
+
+        db.conn.set_progress_handler(tick, 1)
+        return db
+
+    per_size = []
+    for count in (60, 600):
+        env = make_env("10.6", messages=count, mode=mode, name=f"n{count}")
+        env.ok()
+        env.ok()  # a first no-change run may settle what the initial pull left
+        steps.append(0)
+        with monkeypatch.context() as m:
+            m.setattr(StateDB, "open", classmethod(counting_open))
+            report = env.ok()
+        assert report.pulled.new == 0 and report.requests <= 3
+        per_size.append(steps[-1])
+    assert per_size[1] <= per_size[0] * 1.25 + 2000, per_size
