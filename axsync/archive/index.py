@@ -171,16 +171,7 @@ class SearchIndex:
     def _catch_up_parallel(self, pool: ProcessPoolExecutor, limit: int | None,
                            progress: Callable[[int], None] | None) -> int:
         """Pages parsed by the workers, up to two per worker ahead, written in order."""
-        feeder = _Feeder(self, pool, limit)
-        done = 0
-        while True:
-            feeder.fill()
-            n = feeder.write_next(block=True)
-            if n is None:
-                return done
-            done += n
-            if progress is not None:
-                progress(n)
+        return _Feeder(self, pool, limit).run_out(progress)
 
     def alongside(self) -> IndexAlongside:
         """An indexer for a running pull (see :class:`IndexAlongside`)."""
@@ -275,6 +266,19 @@ class _Feeder:
                     self.broken = True
             self.inflight.append((rows, fut))
 
+    def run_out(self, progress: Callable[[int], None] | None = None) -> int:
+        """Hand out and write pages until none is pending; how many messages were written
+        (``progress(n)`` after each page)."""
+        done = 0
+        while True:
+            self.fill()
+            n = self.write_next(block=True)
+            if n is None:
+                return done
+            done += n
+            if progress is not None:
+                progress(n)
+
     def write_next(self, block: bool) -> int | None:
         """Write the oldest page if it is parsed (or wait for it when ``block``); its size,
         or None when nothing is in flight (or, not blocking, the oldest is not ready)."""
@@ -339,16 +343,14 @@ class IndexAlongside:
         if feeder is None:
             return
         try:
-            while True:
-                feeder.fill()
-                n = feeder.write_next(block=True)
-                if n is None:
-                    break
-                self.indexed += n
+            feeder.run_out(self._written)  # counted page by page: exact if it stops midway
         except Exception as exc:
             self._give_up(exc)
             return
         self.close()
+
+    def _written(self, count: int) -> None:
+        self.indexed += count
 
     def close(self) -> None:
         """Write what is in flight (waiting for it) and stop the workers."""

@@ -19,7 +19,6 @@ or a complete file in ``cur/`` without a state row (adopted by the next pull).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -114,8 +113,7 @@ class GroupCommit(Generic[K]):
                 for _key, sealed in group:
                     sealed.discard()
                 for _key, sealed in published:  # names never made durable: take them back
-                    with contextlib.suppress(OSError):
-                        os.unlink(sealed.cur / sealed.stored.filename)
+                    sealed.withdraw()
                 results = [(key, None, exc) for key, _sealed in group]
             self.groups += 1
             try:
@@ -145,8 +143,7 @@ class GroupCommit(Generic[K]):
             self._sync_names(published)
         except OSError as exc:
             for key, sealed in published:  # not durable: take them back
-                with contextlib.suppress(OSError):
-                    os.unlink(sealed.cur / sealed.stored.filename)
+                sealed.withdraw()
                 results.append((key, None, _failed(f"cannot sync {sealed.cur}", exc)))
         else:
             results.extend((key, sealed.stored, None) for key, sealed in published)

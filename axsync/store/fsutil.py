@@ -34,20 +34,30 @@ def fsync_dir(path: Path | str) -> None:
         os.close(fd)
 
 
-def _load_syncfs() -> Callable[[int], int] | None:
+def _load_libc() -> ctypes.CDLL | None:
+    """The C library, on Linux (for syncfs and statfs), else None."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.syncfs
-    except (OSError, AttributeError):
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+def _load_syncfs(libc: ctypes.CDLL | None) -> Callable[[int], int] | None:
+    try:
+        fn = libc.syncfs if libc is not None else None
+    except AttributeError:
+        return None
+    if fn is None:
         return None
     fn.argtypes = [ctypes.c_int]
     fn.restype = ctypes.c_int
     return cast("Callable[[int], int]", fn)
 
 
-_SYNCFS = _load_syncfs()
+_LIBC = _load_libc()
+_SYNCFS = _load_syncfs(_LIBC)
 
 #: File systems whose syncfs(2) writes and waits for every file's data and metadata
 #: (statfs f_type): ext2/3/4, XFS, Btrfs, F2FS, ZFS, tmpfs (nothing to write) and overlayfs
@@ -66,12 +76,11 @@ SYNCFS_FILE_SYSTEMS = frozenset({
 
 def fs_type(path: Path | str) -> int | None:
     """statfs(2)'s ``f_type`` of the file system holding ``path`` (Linux), else None."""
-    if _SYNCFS is None:
+    if _LIBC is None or _SYNCFS is None:
         return None
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
         buf = ctypes.create_string_buffer(512)  # struct statfs is 120 bytes on 64-bit Linux
-        if libc.statfs(os.fsencode(path), buf) != 0:
+        if _LIBC.statfs(os.fsencode(path), buf) != 0:
             return None
     except (OSError, AttributeError):
         return None

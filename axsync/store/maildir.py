@@ -367,7 +367,7 @@ class Store:
 
     def sync_cur(self, dirname: str) -> None:
         """Make the names in the folder's ``cur/`` durable (fsync the directory): the
-        group commit of files written with ``commit(..., sync_dir=False)``. StoreError
+        pull's adopted files, before their rows are recorded. StoreError
         if it fails (those names may not survive a crash: record nothing for them)."""
         try:
             fsync_dir(self._subdir(dirname, "cur"))

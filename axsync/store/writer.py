@@ -66,6 +66,12 @@ class SealedFile:
         with contextlib.suppress(OSError):
             os.unlink(self.tmp)
 
+    def withdraw(self) -> None:
+        """Remove the published file from ``cur/`` (its name could not be made durable:
+        better no file than one the state DB may never learn of). Idempotent."""
+        with contextlib.suppress(OSError):
+            os.unlink(self.cur / self.stored.filename)
+
 
 class MessageWriter:
     """Writes one message: raw bytes in via :meth:`write`, compressed into a fresh
@@ -123,26 +129,23 @@ class MessageWriter:
             self.abort()
             raise StoreError(f"cannot write {self._tmp}: {exc.strerror}") from exc
 
-    def commit(self, flags: str, mtime: int, *, sync_dir: bool = True) -> StoredFile:
-        """Finish the file and move it to ``cur/<unique>,S=<size>,W=<vsize>:2,<flags>``.
-
-        ``sync_dir=False``: the caller fsyncs ``cur/`` itself (:func:`fsync_dir` on
-        ``StoredFile.dirname``'s ``cur/``) before it records the message anywhere, once
-        for many messages (group commit). The file's content is always fsynced before
-        the rename, so a name in ``cur/`` never stands for an incomplete file.
+    def commit(self, flags: str, mtime: int) -> StoredFile:
+        """Finish the file and move it to ``cur/<unique>,S=<size>,W=<vsize>:2,<flags>``
+        (many files at once: :meth:`seal` and :class:`GroupCommit`). The file's content is
+        fsynced before the rename, so a name in ``cur/`` never stands for an incomplete
+        file.
 
         Flags are normalized; ``Z`` is added when the file is compressed and removed when
         it is not (a "none" store compresses the rare message whose first bytes look like
         a compression magic, so that readers cannot mistake it). The frame is ended, the file fsynced, its atime/mtime set to ``mtime``
         (the server's internal date), renamed into ``cur/`` and ``cur/`` fsynced."""
-        stored = self._seal(flags, mtime, fsync=True).publish()
+        sealed = self._seal(flags, mtime, fsync=True)
+        stored = sealed.publish()
         try:
-            if sync_dir:
-                fsync_dir(self._folder_dir / "cur")
+            fsync_dir(sealed.cur)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(self._folder_dir / "cur" / stored.filename)  # not durable: take it back
-            raise StoreError(f"cannot sync {self._folder_dir / 'cur'}: {exc.strerror}") from exc
+            sealed.withdraw()
+            raise StoreError(f"cannot sync {sealed.cur}: {exc.strerror}") from exc
         return stored
 
     def seal(self, flags: str, mtime: int) -> SealedFile:

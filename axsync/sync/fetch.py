@@ -87,7 +87,8 @@ class LoopRunner:
             await job(*args)
 
     def close(self) -> None:
-        """Wait for every submitted job, then stop the loop and the file threads."""
+        """Wait for every submitted job, run the closers (:meth:`on_close`) on the loop,
+        then stop it."""
         errors: list[BaseException] = []
         try:
             while True:

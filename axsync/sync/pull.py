@@ -492,9 +492,12 @@ class Puller:
                 "SELECT u.mail_id FROM st_upd u CROSS JOIN messages m ON m.mail_id = u.mail_id "
                 "WHERE u.folder_id = ? AND u.refw IS NULL AND m.state = 'present'", (folder_id,)
             ).fetchall()]
+            if len(ids) <= REFW_LOOKUPS:  # few: not worth counting the folder
+                lookups.extend(ids)
+                continue
             pages = -(-self.db.count_messages("folder_id = ? AND state = 'present'", (folder_id,))
                       // LISTING_PAGE)
-            if len(ids) <= max(REFW_LOOKUPS, REFW_PAGE_COST * pages):
+            if len(ids) <= REFW_PAGE_COST * pages:
                 lookups.extend(ids)
             else:
                 listings.append((folder_id, set(ids)))
