@@ -159,6 +159,28 @@ def fail_names_sync(monkeypatch: pytest.MonkeyPatch, use_syncfs: bool, err: int)
         monkeypatch.setattr(commit_mod, "fsync_dir", fail_call(commit_mod.fsync_dir, {1}, err))
 
 
+def assert_failed_with(results: Sequence[Result[str]],
+                       err: int) -> None:
+    """Every item failed with a StoreError caused by an OSError of errno ``err``."""
+    for key, stored, exc in results:
+        assert stored is None, key
+        assert isinstance(exc, StoreError)
+        assert isinstance(exc.__cause__, OSError)
+        assert exc.__cause__.errno == err
+
+
+def commit_one_more(gc: GroupCommit[str], got: Collector, store: Store, seen: int) -> StoredFile:
+    """After a failed group the commit goes on: one more item (the ``seen + 1``-th
+    delivered) is stored."""
+    later = seal(store, "", b"later\n")
+    add_as_one_group(gc, [("later", later)])
+    key, stored, exc = got.wait(seen + 1)[-1]
+    assert (key, exc) == ("later", None)
+    assert stored is not None
+    assert_stored(store, stored, later, b"later\n")
+    return stored
+
+
 def assert_stored(store: Store, stored: StoredFile, expected: SealedFile, data: bytes) -> None:
     assert stored == expected.stored
     assert stored.size == len(data)
@@ -323,22 +345,13 @@ def test_content_sync_failure_fails_the_whole_group(store: Store, use_syncfs: bo
     add_as_one_group(gc, group)
     results = got.wait(4)
     assert len(got.batches) == 1
-    for key, stored, exc in results:
-        assert stored is None, key
-        assert isinstance(exc, StoreError)
-        assert isinstance(exc.__cause__, OSError)
-        assert exc.__cause__.errno == err
-        assert os.strerror(err) in str(exc)
+    assert_failed_with(results, err)
+    assert all(os.strerror(err) in str(exc) for _key, _stored, exc in results)
     assert all(not s.tmp.exists() for _k, s in group)
     assert listing(store, "", "tmp") == []
     assert listing(store, "", "cur") == []
 
-    later = [("later", seal(store, "", b"later\n"))]
-    add_as_one_group(gc, later)
-    key, stored, exc = got.wait(5)[-1]
-    assert (key, exc) == ("later", None)
-    assert stored is not None
-    assert_stored(store, stored, later[0][1], b"later\n")
+    commit_one_more(gc, got, store, 4)
     assert listing(store, "", "tmp") == []
 
 
@@ -351,19 +364,11 @@ def test_names_sync_failure_takes_the_files_back(store: Store, use_syncfs: bool,
     add_as_one_group(gc, group)
     results = got.wait(3)
     assert sorted(key for key, _s, _e in results) == ["k0", "k1", "k2"]
-    for key, stored, exc in results:
-        assert stored is None, key
-        assert isinstance(exc, StoreError)
-        assert isinstance(exc.__cause__, OSError)
-        assert exc.__cause__.errno == errno.EIO
+    assert_failed_with(results, errno.EIO)
     assert listing(store, "", "cur") == [], "names that may not survive a crash are taken back"
     assert listing(store, "", "tmp") == []
 
-    later = [("later", seal(store, "", b"later\n"))]
-    add_as_one_group(gc, later)
-    key, stored, exc = got.wait(4)[-1]
-    assert (key, exc) == ("later", None)
-    assert stored is not None
+    stored = commit_one_more(gc, got, store, 3)
     assert listing(store, "", "cur") == [stored.filename]
 
 
