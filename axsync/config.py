@@ -23,6 +23,9 @@ from axsync.errors import AuthError, ConfigError
 MODES = ("backup", "mirror", "sync")
 COMPRESSIONS = ("zstd", "gzip", "none")
 CONFLICT_POLICIES = ("server", "local", "newest")
+#: Connections (downloads in flight) an account may use: one request per message, so a link
+#: with tens of ms of latency wants many; the ceiling keeps a typo from opening thousands.
+MAX_CONCURRENCY = 256
 _SHELL_CHARS = set("|&;<>()$`\\\"'*?[]#~=%\n")
 
 
@@ -181,8 +184,8 @@ def parse_account(name: str, raw: Mapping[str, Any], base_dir: Path) -> tuple[Ac
     if conflict not in CONFLICT_POLICIES:
         problems.append(f"{prefix}.conflict: expected one of {', '.join(CONFLICT_POLICIES)}, got {conflict!r}")
     concurrency = get("concurrency", 8)
-    if not 1 <= concurrency <= 64:
-        problems.append(f"{prefix}.concurrency: must be between 1 and 64, got {concurrency}")
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        problems.append(f"{prefix}.concurrency: must be between 1 and {MAX_CONCURRENCY}, got {concurrency}")
     exclude = get("exclude", ["Junk"])
     if not all(isinstance(x, str) for x in exclude):
         problems.append(f"{prefix}.exclude: expected a list of strings")

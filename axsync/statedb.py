@@ -317,6 +317,9 @@ class StateDB:
         marks = ", ".join("?" for _ in values)
         cur = self.execute(f"INSERT INTO messages ({cols}) VALUES ({marks})", list(values.values()))
         uid = int(cur.lastrowid or 0)
+        # The search index's work list (state/0007: not a trigger, which would make SQLite
+        # guard every insert with a statement journal); every insert comes through here.
+        self.execute("INSERT OR IGNORE INTO search_queue (uid) VALUES (?)", (uid,))
         self._history(uid)
         return uid
 

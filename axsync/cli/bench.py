@@ -7,8 +7,11 @@ from pathlib import Path
 
 import click
 
+from axsync.config import MAX_CONCURRENCY
+
 # The library is imported by the command itself: every axsync command pays for the imports
-# made at registration, so this module keeps them to click alone.
+# made at registration, so this module keeps them to click and axsync.config (which every
+# command loads anyway).
 SCENARIOS = ("bandwidth", "pull", "nochange", "scan", "push", "memory", "compression")
 
 
@@ -50,7 +53,7 @@ def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
                    f"{', '.join(SCENARIOS)}.")
 @click.option("--repeat", type=click.IntRange(1, 20), default=None,
               help="Runs per figure; the median is reported (default 3; quick: 1).")
-@click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True,
+@click.option("--concurrency", type=click.IntRange(1, MAX_CONCURRENCY), default=8, show_default=True,
               help="Connections axsync uses (the account default is 8).")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where archives are written (default: a temporary directory).")

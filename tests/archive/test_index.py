@@ -307,6 +307,39 @@ def _insert_rows(db: StateDB, count: int, start: int = 0) -> None:
             })
 
 
+def _write_calls() -> int:
+    with open("/proc/self/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("syscw"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io")
+def test_a_new_message_is_queued_by_its_insert_without_a_statement_journal(tmp_path: Path) -> None:
+    """insert_message queues the uid itself (state/0007). A trigger made every insert a
+    multi-row write guarded by a statement journal, which spilled to a temporary file:
+    about 26 write calls per recorded message in a pull's transaction."""
+    db = StateDB.open(tmp_path / "s.sqlite")
+    assert not db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                          "AND tbl_name = 'messages' AND sql LIKE '%AFTER INSERT%'").fetchall()
+    count = 600
+    before = _write_calls()
+    with db.transaction():
+        for n in range(count):
+            db.insert_message({
+                "mail_id": f"mail-{n:08d}-{'x' * 24}", "folder_id": "folder-0001",
+                "dirname": ".Archive.2024", "base": f"{1_700_000_000 + n}.M{n}P1Q{n}R{n:016x}.host,S=4000,W=4100",
+                "filename": f"{1_700_000_000 + n}.M{n}P1Q{n}R{n:016x}.host,S=4000,W=4100:2,SZ",
+                "size": 4000, "server_size": 4000, "vsize": 4100, "sha256": f"{n * 7919:064x}",
+                "compression": "zstd", "flags": "S", "internal_date": 1_700_000_000 + n,
+                "message_id": f"<{n}.{'y' * 20}@mail.example.com>", "conversation_id": f"conv-{n:08d}",
+                "subject": f"Quarterly report {n} " * 3, "from_addr": "someone@example.com",
+                "first_seen": 1, "last_seen": 1,
+            })
+    writes = _write_calls() - before
+    assert _queue(db) == set(range(1, count + 1))
+    assert writes < count, f"{writes} write calls for {count} inserts"
+    db.close()
+
+
 def test_the_work_queue_follows_every_change_and_empties(tmp_path: Path) -> None:
     built = build_archive(tmp_path, [Mail(make_mail(f"Fruit {n}", f"{word}\n"))
                                      for n, word in enumerate(("apple", "banana", "cherry", "damson"))])
@@ -379,12 +412,18 @@ def test_the_migration_queues_what_an_older_archive_had_pending(
     import axsync.statedb as statedb
 
     sources = statedb._migration_sources()
-    assert sources[-1][0] == "0006_work_queues"
+    assert sources[5][0] == "0006_work_queues"
     path = tmp_path / "old.sqlite"
     with monkeypatch.context() as m:  # the DB as axsync left it before 0006
         m.setattr(statedb, "_migration_sources", lambda: sources[:5])
         db = StateDB.open(path)
-        _insert_rows(db, 3)
+        with db.transaction():  # rows as the axsync of then wrote them (no search_queue yet)
+            for n in range(3):
+                db.execute(
+                    "INSERT INTO messages (mail_id, folder_id, dirname, base, filename, size, "
+                    "vsize, sha256, compression, internal_date, first_seen, last_seen) "
+                    "VALUES (?, 'f0', '', ?, ?, 10, 10, ?, 'zstd', 1700000000, 1, 1)",
+                    (f"m{n}", f"b{n}", f"b{n}:2,S", f"{n:064x}"))
         with db.transaction():  # indexed: uid 1 as it is, uid 2 from other bytes; 3 never
             for uid, sha in ((1, f"{0:064x}"), (2, "f" * 64), (99, "e" * 64)):  # 99: gone
                 db.execute("INSERT INTO search_docs (uid, sha256, indexed_at) VALUES (?, ?, 1)",

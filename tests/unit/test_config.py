@@ -96,3 +96,21 @@ def test_failing_password_command_does_not_leak(tmp_path: Path) -> None:
 def test_password_command_without_shell_unless_asked() -> None:
     assert command_argv("pass show axigen/alice") == ["pass", "show", "axigen/alice"]
     assert command_argv("gpg -d f | head -1")[:2] == ["/bin/sh", "-c"]
+
+
+@pytest.mark.parametrize("value, ok", [(1, True), (128, True), (256, True), (0, False), (257, False)])
+def test_concurrency_bounds(tmp_path: Path, value: int, ok: bool) -> None:
+    """1-256 connections: one request per message, so a link with tens of ms of latency
+    wants many (docs/performance.md); the ceiling keeps a typo from opening thousands."""
+    path = write(tmp_path, f"""
+[accounts.w]
+server = "https://mail.example.com"
+username = "u"
+maildir = "{tmp_path / 'm'}"
+concurrency = {value}
+""")
+    if ok:
+        assert load_config(path).account("w").concurrency == value
+    else:
+        with pytest.raises(ConfigError, match=r"accounts\.w\.concurrency: must be between 1 and 256"):
+            load_config(path)

@@ -1,0 +1,12 @@
+-- axsync state DB, version 7: a new message is queued for the search index by the insert
+-- itself (StateDB.insert_message adds its uid to search_queue in the same transaction),
+-- no longer by a trigger.
+--
+-- Why: a trigger makes every INSERT into messages a multi-row write that SQLite guards
+-- with a statement journal. One insert touches the table and its eight indexes, more than
+-- the 64 KiB a statement journal may keep in memory, so inside a transaction that journal
+-- went to a temporary file: about 26 write calls per message recorded (an initial pull of
+-- 10k messages made 270k), and twice the time of the insert itself. The other triggers
+-- (content, state or uid changed; message or document removed) stay: they fire on rarer
+-- statements that a pull runs one message at a time.
+DROP TRIGGER IF EXISTS search_queue_message_added;
