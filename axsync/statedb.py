@@ -310,6 +310,11 @@ class StateDB:
         """Whether a message row matches (stops at the first: no count of the archive)."""
         return self.execute(f"SELECT 1 FROM messages WHERE {where} LIMIT 1", params).fetchone() is not None
 
+    def search_pending(self) -> bool:
+        """Whether the search index has work queued (``search_queue``: messages whose
+        document may not match them)."""
+        return self.execute("SELECT 1 FROM search_queue LIMIT 1").fetchone() is not None
+
     def insert_message(self, values: dict[str, Any]) -> int:
         values = dict(values)
         values["label_ids"] = labels_json(values.get("label_ids", ()))

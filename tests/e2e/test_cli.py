@@ -332,6 +332,36 @@ def test_index_false_skips_the_search_index_until_reindex(fake: FakeAxigen, tmp_
     assert "accounts.bad.index: expected bool, got str" in done.stderr
 
 
+def test_a_run_with_nothing_to_do_does_not_load_the_search_index(
+        fake: FakeAxigen, tmp_path: Path) -> None:
+    """The search index (its module, its parser, worker processes) is loaded only
+    when there is something to index: a no-change run's start-up stays small. A run that
+    downloads indexes what it downloaded."""
+    config = tmp_path / "config.toml"
+    add_account(config, "work", fake.url, tmp_path / "Mail")
+    env = {"AXSYNC_PASSWORD": PASSWORD}
+
+    def sync_importing() -> tuple[dict[str, Any], set[str]]:
+        done = axsync("sync", "--json", "work", config=config, env={**env, "PYTHONPROFILEIMPORTTIME": "1"})
+        assert done.returncode == 0, done.stderr
+        imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                    if line.startswith("import time:")}
+        assert "axsync.sync.engine" in imported  # the import log is there
+        return json_lines(done.stdout)[0], imported
+
+    first, imported = sync_importing()
+    assert first["pulled"]["new"] > 0 and "axsync.archive.index" in imported
+    again, imported = sync_importing()
+    assert again["pulled"]["new"] == 0 and again["requests"] <= 5
+    assert not {"axsync.archive.index", "axsync.archive.document"} & imported
+    fake.mailbox.add_mail(fake.mailbox.folder_id(("INBOX",)), b"From: a@example.com\r\nSubject: zanzibarquux arrives\r\n\r\nhi\r\n")
+    third, imported = sync_importing()
+    assert third["pulled"]["new"] == 1 and "axsync.archive.index" in imported
+    found = axsync("search", "work", "subject:zanzibarquux", "--json", config=config)
+    assert found.returncode == 0, found.stderr
+    assert [hit["subject"] for hit in json_lines(found.stdout)] == ["zanzibarquux arrives"]
+
+
 def _a_subject_word(fake: FakeAxigen) -> str:
     """A plain word of some archived mail's Subject."""
     import email
