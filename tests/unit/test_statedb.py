@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from axsync.errors import SchemaTooNew, StateError
-from axsync.statedb import StateDB, _migration_sources
+from axsync.statedb import CACHE_KIB, WAL_CHECKPOINT_PAGES, StateDB, _migration_sources
 
 
 def test_creates_with_owner_only_mode_and_wal(tmp_path: Path) -> None:
@@ -18,6 +18,10 @@ def test_creates_with_owner_only_mode_and_wal(tmp_path: Path) -> None:
     assert db.applied_migrations() == [name for name, _ in _migration_sources()]
     assert os.stat(path).st_mode & 0o777 == 0o600
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # a page cache and a checkpoint interval sized for archives of 100k messages and more
+    assert db.execute("PRAGMA cache_size").fetchone()[0] == -CACHE_KIB
+    assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == WAL_CHECKPOINT_PAGES
+    assert CACHE_KIB > 2000 and WAL_CHECKPOINT_PAGES > 1000  # more than SQLite's defaults
     db.close()
 
 
