@@ -20,7 +20,7 @@ from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime, unquote
 from typing import Any
 
-from axsync.archive import feedfast
+from axsync.archive import feedfast, mimefast
 from axsync.archive.textify import clean, decode_bytes, decode_rfc2047, html_to_text, one_line
 
 feedfast.install()  # multipart boundaries without a regex compile each (feedfast.py)
@@ -54,7 +54,12 @@ class PartInfo:
 
 
 def parse(data: bytes) -> Message:
-    """The message in ``data`` (the ``email`` package's parser, which never gives up)."""
+    """The message in ``data``: the tree the ``email`` package's parser (which never gives
+    up) builds, by :mod:`axsync.archive.mimefast` when the message is well-formed (about
+    3x faster), else by that parser."""
+    fast = mimefast.parse(data)
+    if fast is not None:
+        return fast
     try:
         return _PARSER.parsebytes(data)
     except Exception:  # the parser is lenient; this is for the unknown unknowns
