@@ -25,7 +25,7 @@ _STOCK = BytesParser(policy=policy.compat32)
 def _tree(msg: Message) -> list[tuple[object, ...]]:
     out: list[tuple[object, ...]] = []
     for part in msg.walk():
-        payload = part.get_payload() if not part.is_multipart() else len(part.get_payload())
+        payload = part._payload if not part.is_multipart() else len(part.get_payload())  # raw
         out.append((type(part), part.get_content_type(), part.get_default_type(),
                     part.get_unixfrom(), part.preamble, part.epilogue, payload,
                     [type(d).__name__ for d in part.defects], part.items()))

@@ -2,8 +2,10 @@
 function ``axsync.archive.index`` runs on every archived message's bytes, and
 ``Doc.columns`` which feeds the FTS table).
 
-Property: for any bytes (also a message cut short, as big messages are read only up to a
-limit), ``make_doc`` returns a Doc whose columns are strings, and never raises.
+Properties: for any bytes (also a message cut short, as big messages are read only up to a
+limit), ``make_doc`` returns a Doc whose columns are strings, and never raises; and
+``axsync.archive.mimefast.parse`` either declines (None) or builds the very tree the
+standard parser (compat32 feedparser) builds.
 
 Inputs are either raw bytes or a MIME message assembled from fuzzed parts: headers with
 RFC 2047 words and odd charsets, nested multiparts with good, bad and missing
@@ -22,7 +24,23 @@ import fuzzlib
 
 # the email and html packages too: coverage of their parsers steers the mutations
 with atheris.instrument_imports(include=["axsync", "email", "html"]):
+    from email import policy
+    from email.message import Message
+    from email.parser import BytesParser
+
+    from axsync.archive import mimefast
     from axsync.archive.document import make_doc
+
+_STOCK = BytesParser(policy=policy.compat32)
+
+
+def tree(msg: Message) -> list[tuple[object, ...]]:
+    out: list[tuple[object, ...]] = []
+    for p in msg.walk():
+        payload = p._payload if not p.is_multipart() else len(p.get_payload())  # raw: no decoding
+        out.append((p.get_content_type(), p.get_default_type(), p.get_unixfrom(), p.preamble,
+                    p.epilogue, payload, [type(d).__name__ for d in p.defects], p.items()))
+    return out
 
 CHARSETS = ["utf-8", "us-ascii", "iso-8859-1", "windows-1252", "koi8-r", "shift_jis", "gb2312",
             "iso-2022-jp", "utf-16", "utf-7", "x-unknown", "", "utf-8\"", "cp65001", "unicode-1-1-utf-7",
@@ -101,6 +119,9 @@ def TestOneInput(raw: bytes) -> None:
     assert len(columns) == 7 and all(isinstance(c, str) for c in columns)
     assert doc.sent_date is None or isinstance(doc.sent_date, int)
     assert all(isinstance(r, str) for r in doc.refs)
+    fast = mimefast.parse(data)
+    if fast is not None:
+        assert tree(fast) == tree(_STOCK.parsebytes(data))
 
 
 if __name__ == "__main__":
