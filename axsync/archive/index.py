@@ -219,20 +219,16 @@ class SearchIndex:
         marks = ", ".join("?" * len(FTS_COLUMNS))
         with self.db.transaction():
             self._delete([row.uid for row, _ in batch])
-            for row, (columns, has_attachment, sent_date, refs, error) in batch:
-                self.db.execute(
-                    f"INSERT INTO search_fts (rowid, {cols}) VALUES (?, {marks})",
-                    (row.uid, *columns),
-                )
-                self.db.execute(
-                    "INSERT INTO search_docs (uid, sha256, has_attachment, sent_date, error, "
-                    "indexed_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (row.uid, row.sha256, int(has_attachment), sent_date, error, now),
-                )
-                self.db.conn.executemany(
-                    "INSERT OR IGNORE INTO search_refs (msgid, uid) VALUES (?, ?)",
-                    [(ref, row.uid) for ref in refs],
-                )
+            conn = self.db.conn
+            conn.executemany(f"INSERT INTO search_fts (rowid, {cols}) VALUES (?, {marks})",
+                             [(row.uid, *entry[0]) for row, entry in batch])
+            conn.executemany(
+                "INSERT INTO search_docs (uid, sha256, has_attachment, sent_date, error, "
+                "indexed_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [(row.uid, row.sha256, int(has_attachment), sent_date, error, now)
+                 for row, (_cols, has_attachment, sent_date, _refs, error) in batch])
+            conn.executemany("INSERT OR IGNORE INTO search_refs (msgid, uid) VALUES (?, ?)",
+                             [(ref, row.uid) for row, entry in batch for ref in entry[3]])
             # not those whose message changed since it was read: they stay queued
             self._settle([row.uid for row, _ in batch])
 
