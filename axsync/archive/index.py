@@ -38,8 +38,13 @@ log = logging.getLogger(__name__)
 
 FTS_COLUMNS = ("subject", "sender", "recipients", "cc", "msgid", "filenames", "body")
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
-_BATCH_MESSAGES = 200
+_BATCH_MESSAGES = 500  # messages per page (read and parsed as one piece of work)
 _BATCH_CHARS = 20_000_000
+#: Documents written per transaction when the workers have several pages ready: FTS5
+#: writes a segment per transaction and merges segments as they pile up, so fewer, bigger
+#: ones cost less (100k messages: main-process CPU of the pull's index writes, see
+#: docs/performance.md).
+_WRITE_MAX = 2000
 #: Pending messages from which parsing is spread over worker processes (below it, the
 #: start-up of the workers costs more than it saves).
 PARALLEL_MIN = 400
@@ -276,25 +281,34 @@ class _Feeder:
                 progress(n)
 
     def write_next(self, block: bool) -> int | None:
-        """Write the oldest page if it is parsed (or wait for it when ``block``); its size,
-        or None when nothing is in flight (or, not blocking, the oldest is not ready)."""
+        """Write the oldest page if it is parsed (or wait for it when ``block``), with the
+        pages after it that are parsed too, in order and in one transaction (up to
+        ``_WRITE_MAX`` documents); how many were written, or None when nothing is in
+        flight (or, not blocking, the oldest page is not ready)."""
         if not self.inflight:
             return None
-        rows, fut = self.inflight[0]
+        _rows, fut = self.inflight[0]
         if fut is not None and not block and not fut.done():
             return None
-        self.inflight.popleft()
-        entries: list[Entry] | None = None
+        batch: list[tuple[_Pending, Entry]] = []
+        while self.inflight and len(batch) < _WRITE_MAX:
+            rows, fut = self.inflight[0]
+            if batch and fut is not None and not fut.done():
+                break
+            self.inflight.popleft()
+            batch.extend(zip(rows, self._entries(rows, fut), strict=True))
+        self.index._write(batch)
+        return len(batch)
+
+    def _entries(self, rows: list[_Pending], fut: Future[list[Entry]] | None) -> list[Entry]:
+        """The parsed page (waiting for its worker), or parsed here if a worker failed."""
         if fut is not None:
             try:
-                entries = fut.result()
+                return fut.result()
             except Exception as exc:  # a worker died (e.g. out of memory)
                 log.warning("search index: a worker process failed (%s); parsing here", exc)
                 self.broken = True
-        if entries is None:
-            entries = [_entry(*self.index._read(row, self.locator)) for row in rows]
-        self.index._write(list(zip(rows, entries, strict=True)))
-        return len(rows)
+        return [_entry(*self.index._read(row, self.locator)) for row in rows]
 
 
 class IndexAlongside:

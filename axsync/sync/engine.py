@@ -155,10 +155,11 @@ class _IndexHook:
         self.alongside: IndexAlongside | None = None
 
     def downloads_started(self, count: int) -> None:
-        from axsync.archive.index import SearchIndex
+        if self.alongside is None:
+            from axsync.archive.index import SearchIndex
 
-        # parsed for the search index while the downloads go on (design.md)
-        self.alongside = SearchIndex(self.db, self.store).alongside()
+            # parsed for the search index while the downloads go on (design.md)
+            self.alongside = SearchIndex(self.db, self.store).alongside()
         self.alongside.downloads_started(count)
 
     def recorded(self) -> None:

@@ -105,7 +105,8 @@ def test_renamed_and_missing_files(tmp_path: Path) -> None:
     db.close()
 
 
-def test_batches_progress_and_rebuild(tmp_path: Path) -> None:
+def test_batches_progress_and_rebuild(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(index_module, "_BATCH_MESSAGES", 200)
     mails = [Mail(make_mail(f"Note {n}", f"word{n} common\n"), date=1_700_000_000 + n) for n in range(230)]
     built = build_archive(tmp_path, mails, index=False)
     db, index = _open(built)
@@ -220,6 +221,47 @@ def test_index_alongside_finish_indexes_the_rest_with_the_same_workers(
     assert running.indexed == pending
     assert index.pending() == 0 and index.catch_up() == 0
     assert len(pools) == 1
+    indexed = index_dump(db)
+    clear_index(db)
+    SearchIndex(db, Store(built.maildir), workers=1).catch_up()
+    assert index_dump(db) == indexed
+    db.close()
+
+
+def test_parsed_pages_are_written_together_in_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages the workers have finished are written in one transaction, oldest first, up to
+    _WRITE_MAX documents (FTS5 writes a segment per transaction: fewer is cheaper)."""
+    from concurrent.futures import wait
+
+    built = _mixed_archive(tmp_path / "a")
+    db = StateDB.open(built.db_path)
+    monkeypatch.setattr(index_module, "_BATCH_MESSAGES", 20)
+    monkeypatch.setattr(index_module, "_WRITE_MAX", 40)
+    index = SearchIndex(db, Store(built.maildir), workers=2)
+    pending = index.pending()
+    assert pending > 4 * 20
+    pool = index._pool()
+    assert pool is not None
+    with pool:
+        feeder = index_module._Feeder(index, pool, None)
+        feeder.fill()  # two pages per worker
+        assert len(feeder.inflight) == 4
+        wait([fut for _rows, fut in feeder.inflight if fut is not None])
+        first_uids = [row.uid for rows, _fut in list(feeder.inflight)[:2] for row in rows]
+        commits: list[int] = []
+        real_write = SearchIndex._write
+
+        def counting_write(self: SearchIndex, batch: list[tuple[object, object]]) -> None:
+            commits.append(len(batch))
+            real_write(self, batch)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(SearchIndex, "_write", counting_write)
+        assert feeder.write_next(block=False) == 40  # two ready pages, one transaction
+        assert commits == [40]
+        assert {r[0] for r in db.execute("SELECT uid FROM search_docs")} == set(first_uids)
+        assert feeder.run_out() == pending - 40
+        assert all(n <= 40 for n in commits) and sum(commits) == pending
     indexed = index_dump(db)
     clear_index(db)
     SearchIndex(db, Store(built.maildir), workers=1).catch_up()
