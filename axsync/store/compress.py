@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -52,9 +53,24 @@ def detect(first_bytes: bytes) -> Method:
 # ---------------------------------------------------------------------------- reading
 
 
-def _zstd_chunks(raw: BinaryIO) -> Iterator[bytes]:
-    """Decompress every frame in ``raw``; StoreError if the last frame is cut short."""
-    dctx = zstandard.ZstdDecompressor()
+_LOCAL = threading.local()
+
+
+def _thread_decompressor() -> zstandard.ZstdDecompressor:
+    """This thread's decompressor, for a read that runs to its end before anything else
+    uses it (making one costs about as much as decompressing a 4 KB message). Each
+    ``decompressobj()`` resets the decompressor's context, so two streams open at once
+    (or two threads) must each have their own: see :func:`_zstd_chunks`."""
+    dctx: zstandard.ZstdDecompressor | None = getattr(_LOCAL, "dctx", None)
+    if dctx is None:
+        dctx = _LOCAL.dctx = zstandard.ZstdDecompressor()
+    return dctx
+
+
+def _zstd_chunks(raw: BinaryIO, dctx: zstandard.ZstdDecompressor | None = None) -> Iterator[bytes]:
+    """Decompress every frame in ``raw`` (with ``dctx``, default a new decompressor);
+    StoreError if the last frame is cut short."""
+    dctx = dctx or zstandard.ZstdDecompressor()
     obj = dctx.decompressobj()
     in_frame = False
     while chunk := raw.read(_ZSTD_FEED):
@@ -91,9 +107,11 @@ _READERS: dict[Method, Callable[[BinaryIO], Iterator[bytes]]] = {
 }
 
 
-def _decoded(raw: BinaryIO, method: Method, name: str) -> Iterator[bytes]:
-    """The uncompressed chunks of ``raw``; decoding errors become StoreError."""
-    chunks = _READERS[method](raw)
+def _decoded(raw: BinaryIO, method: Method, name: str, *, whole: bool = False) -> Iterator[bytes]:
+    """The uncompressed chunks of ``raw``; decoding errors become StoreError. ``whole``:
+    the caller reads them all before doing anything else in this thread (then zstd uses
+    the thread's decompressor)."""
+    chunks = _zstd_chunks(raw, _thread_decompressor()) if whole and method == "zstd" else _READERS[method](raw)
     while True:
         try:
             chunk = next(chunks)
@@ -175,7 +193,7 @@ def read_message(path: Path | str, limit: int | None = None) -> bytes:
         except OSError as exc:
             raise StoreError(f"cannot read {path}: {exc.strerror}") from exc
         out = bytearray()
-        for chunk in _decoded(raw, method, str(path)):
+        for chunk in _decoded(raw, method, str(path), whole=True):
             out += chunk
             if limit is not None and len(out) >= limit:
                 del out[limit:]

@@ -3,6 +3,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,44 @@ def test_read_message_with_a_limit_still_reports_a_cut_file(tmp_path: Path, meth
         read_message(tmp_path / "cut", 1 << 24)
     if method == "zstd":  # decoded in small steps: a prefix before the cut is readable
         assert read_message(tmp_path / "cut", 10) == data[:10]
+
+
+def test_reads_left_midway_and_open_streams_do_not_disturb_each_other(tmp_path: Path) -> None:
+    """read_message reuses its thread's zstd decompressor: a read stopped at its limit
+    mid-frame, a stream open at the same time, and other threads still read correctly."""
+    import threading
+
+    datas = [os.urandom(40_000) + bytes(60_000) + os.urandom(n) for n in range(6)]
+    paths = []
+    for i, data in enumerate(datas):
+        path = tmp_path / f"m{i}"
+        path.write_bytes(compress_bytes(data[:30_000], "zstd") + compress_bytes(data[30_000:], "zstd"))
+        paths.append(path)
+    with open_message(paths[0]) as stream:
+        head = stream.read(1000)
+        assert read_message(paths[1], 5000) == datas[1][:5000]  # left in the first frame
+        assert read_message(paths[2], 35_000) == datas[2][:35_000]  # left in the second
+        assert read_message(paths[3]) == datas[3]
+        assert head + stream.read() == datas[0]
+    errors: list[str] = []
+
+    def reader(k: int) -> None:
+        for _ in range(30):
+            for i in (k, (k + 1) % 6):
+                try:
+                    if read_message(paths[i]) != datas[i] or read_message(paths[i], 777) != datas[i][:777]:
+                        errors.append(f"thread {k}: message {i} read wrong")
+                except StoreError as exc:
+                    errors.append(f"thread {k}: {exc}")
+
+    threads = [threading.Thread(target=reader, args=(k,)) for k in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns within each read
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
