@@ -20,7 +20,7 @@ from axsync.config import Account
 from axsync.errors import StateError, StoreError, UsageError
 from axsync.statedb import MessageRow, StateDB
 from axsync.store import LocalFile, Store
-from axsync.store.names import folder_path, normalize_flags, parse_name
+from axsync.store.names import folder_path
 
 SEARCH_MIGRATION = "0002_search"
 _ALIVE = "state != 'tombstoned'"
@@ -257,40 +257,6 @@ class Archive:
                 return stream.read() if limit is None else stream.read(limit)
             except OSError as exc:
                 raise StoreError(f"cannot read message {row.uid}: {exc}") from exc
-
-
-class Locator:
-    """Finds many messages' files: the recorded name first, else one listing per folder
-    (kept for the folders seen last, at most ``max_entries`` names in all)."""
-
-    def __init__(self, store: Store, max_entries: int = 200_000) -> None:
-        self.store = store
-        self.max_entries = max_entries
-        self._listings: dict[str, dict[str, LocalFile]] = {}
-        self._entries = 0
-
-    def find(self, dirname: str, base: str, filename: str) -> LocalFile | None:
-        try:
-            for sub in ("cur", "new"):
-                path = self.store.path_of(dirname, sub, filename)
-                if path.is_file() and not path.is_symlink():
-                    p = parse_name(filename)
-                    return LocalFile(dirname, sub, filename, base, normalize_flags(p.flags),
-                                     p.size, p.vsize)
-            return self._listing(dirname).get(base)
-        except StoreError:
-            return None
-
-    def _listing(self, dirname: str) -> dict[str, LocalFile]:
-        listing = self._listings.get(dirname)
-        if listing is None:
-            if self._entries > self.max_entries:
-                self._listings.clear()
-                self._entries = 0
-            listing = {f.base: f for f in self.store.scan_folder(dirname)}
-            self._listings[dirname] = listing
-            self._entries += len(listing)
-        return listing
 
 
 def iso_date(ts: int) -> str:

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from axsync.archive import mbox
-from axsync.archive.access import Archive, Locator
+from axsync.archive.access import Archive
+from axsync.archive.locate import Locator
 from axsync.archive.safepath import Destination, NameTable, safe_component, slug
 from axsync.errors import StoreError, UnsafeName, UsageError
 from axsync.store import LocalFile, keywords_of

@@ -27,12 +27,15 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from axsync.archive.access import Locator
 from axsync.archive.document import Doc, make_doc
+from axsync.archive.locate import Locator
 from axsync.errors import StoreError
-from axsync.statedb import StateDB
 from axsync.store import Store
+
+if TYPE_CHECKING:
+    from axsync.statedb import StateDB
 
 log = logging.getLogger(__name__)
 
