@@ -163,15 +163,22 @@ def test_worker_processes_index_exactly_what_this_process_would(
     db.close()
 
 
+def _paged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+           **constants: int) -> tuple[StateDB, Path, SearchIndex]:
+    """The mixed archive, its DB and a two-worker index with pages of 20 (and the other
+    ``index`` module ``constants`` given): (db, maildir, index)."""
+    built = _mixed_archive(tmp_path / "a")
+    db = StateDB.open(built.db_path)
+    for name, value in {"PARALLEL_MIN": 10, "_BATCH_MESSAGES": 20, **constants}.items():
+        monkeypatch.setattr(index_module, name, value)
+    return db, built.maildir, SearchIndex(db, Store(built.maildir), workers=2)
+
+
 def test_index_alongside_a_pull_then_the_rest_at_the_end(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What a pull records is handed to the workers page by page while it goes on; the
-    short last page is left to catch_up. (Pages of 20 here instead of 200.)"""
-    built = _mixed_archive(tmp_path / "a")
-    db = StateDB.open(built.db_path)
-    monkeypatch.setattr(index_module, "PARALLEL_MIN", 10)
-    monkeypatch.setattr(index_module, "_BATCH_MESSAGES", 20)
-    index = SearchIndex(db, Store(built.maildir), workers=2)
+    short last page is left to catch_up. (Pages of 20 here instead of 500.)"""
+    db, maildir, index = _paged(tmp_path, monkeypatch)
     pending = index.pending()
     assert pending % 20 and pending > 4 * 20
     running = index.alongside()
@@ -185,9 +192,9 @@ def test_index_alongside_a_pull_then_the_rest_at_the_end(
     assert index.catch_up() == pending - running.indexed
     indexed = index_dump(db)
     clear_index(db)
-    SearchIndex(db, Store(built.maildir), workers=1).catch_up()
+    SearchIndex(db, Store(maildir), workers=1).catch_up()
     assert index_dump(db) == indexed
-    few = SearchIndex(db, Store(built.maildir), workers=2).alongside()
+    few = SearchIndex(db, Store(maildir), workers=2).alongside()
     few.downloads_started(5)  # too few to be worth worker processes
     assert not few.running
     db.close()
@@ -197,11 +204,7 @@ def test_index_alongside_finish_indexes_the_rest_with_the_same_workers(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """After the pull, finish() indexes every pending message (the short last page too)
     with the pool already running: no second pool, nothing left for catch_up."""
-    built = _mixed_archive(tmp_path / "a")
-    db = StateDB.open(built.db_path)
-    monkeypatch.setattr(index_module, "PARALLEL_MIN", 10)
-    monkeypatch.setattr(index_module, "_BATCH_MESSAGES", 20)
-    index = SearchIndex(db, Store(built.maildir), workers=2)
+    db, maildir, index = _paged(tmp_path, monkeypatch)
     pools: list[object] = []
     real_pool = SearchIndex._pool
 
@@ -223,7 +226,7 @@ def test_index_alongside_finish_indexes_the_rest_with_the_same_workers(
     assert len(pools) == 1
     indexed = index_dump(db)
     clear_index(db)
-    SearchIndex(db, Store(built.maildir), workers=1).catch_up()
+    SearchIndex(db, Store(maildir), workers=1).catch_up()
     assert index_dump(db) == indexed
     db.close()
 
@@ -234,11 +237,7 @@ def test_parsed_pages_are_written_together_in_order(
     _WRITE_MAX documents (FTS5 writes a segment per transaction: fewer is cheaper)."""
     from concurrent.futures import wait
 
-    built = _mixed_archive(tmp_path / "a")
-    db = StateDB.open(built.db_path)
-    monkeypatch.setattr(index_module, "_BATCH_MESSAGES", 20)
-    monkeypatch.setattr(index_module, "_WRITE_MAX", 40)
-    index = SearchIndex(db, Store(built.maildir), workers=2)
+    db, maildir, index = _paged(tmp_path, monkeypatch, _WRITE_MAX=40)
     pending = index.pending()
     assert pending > 4 * 20
     pool = index._pool()
@@ -264,7 +263,7 @@ def test_parsed_pages_are_written_together_in_order(
         assert all(n <= 40 for n in commits) and sum(commits) == pending
     indexed = index_dump(db)
     clear_index(db)
-    SearchIndex(db, Store(built.maildir), workers=1).catch_up()
+    SearchIndex(db, Store(maildir), workers=1).catch_up()
     assert index_dump(db) == indexed
     db.close()
 
