@@ -174,6 +174,14 @@ def _paged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     return db, built.maildir, SearchIndex(db, Store(built.maildir), workers=2)
 
 
+def _assert_same_as_serial(db: StateDB, maildir: Path) -> None:
+    """The index in ``db`` is what indexing everything again in this process makes."""
+    indexed = index_dump(db)
+    clear_index(db)
+    SearchIndex(db, Store(maildir), workers=1).catch_up()
+    assert index_dump(db) == indexed
+
+
 def test_index_alongside_a_pull_then_the_rest_at_the_end(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What a pull records is handed to the workers page by page while it goes on; the
@@ -190,10 +198,7 @@ def test_index_alongside_a_pull_then_the_rest_at_the_end(
     assert not running.running
     assert running.indexed % 20 == 0 and 4 * 20 <= running.indexed <= 20 * (pending // 20)
     assert index.catch_up() == pending - running.indexed
-    indexed = index_dump(db)
-    clear_index(db)
-    SearchIndex(db, Store(maildir), workers=1).catch_up()
-    assert index_dump(db) == indexed
+    _assert_same_as_serial(db, maildir)
     few = SearchIndex(db, Store(maildir), workers=2).alongside()
     few.downloads_started(5)  # too few to be worth worker processes
     assert not few.running
@@ -224,10 +229,7 @@ def test_index_alongside_finish_indexes_the_rest_with_the_same_workers(
     assert running.indexed == pending
     assert index.pending() == 0 and index.catch_up() == 0
     assert len(pools) == 1
-    indexed = index_dump(db)
-    clear_index(db)
-    SearchIndex(db, Store(maildir), workers=1).catch_up()
-    assert index_dump(db) == indexed
+    _assert_same_as_serial(db, maildir)
     db.close()
 
 
@@ -261,10 +263,7 @@ def test_parsed_pages_are_written_together_in_order(
         assert {r[0] for r in db.execute("SELECT uid FROM search_docs")} == set(first_uids)
         assert feeder.run_out() == pending - 40
         assert all(n <= 40 for n in commits) and sum(commits) == pending
-    indexed = index_dump(db)
-    clear_index(db)
-    SearchIndex(db, Store(maildir), workers=1).catch_up()
-    assert index_dump(db) == indexed
+    _assert_same_as_serial(db, maildir)
     db.close()
 
 
