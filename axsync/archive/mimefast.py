@@ -61,15 +61,16 @@ def parse(data: bytes) -> Message | None:
     return msg
 
 
-def _boundary(line: str, seps: tuple[str, ...]) -> bool:
-    """Whether ``line`` is a boundary line of one of the multiparts ``seps`` separate."""
-    return any(line.startswith(sep) and _REST.match(line, len(sep)) is not None for sep in seps)
-
-
 def _match(line: str, sep: str) -> re.Match[str] | None:
+    """The feedparser's boundary match of ``line`` for the separator ``sep``, or None."""
     if not line.startswith(sep):
         return None
     return _REST.match(line, len(sep))
+
+
+def _boundary(line: str, seps: tuple[str, ...]) -> bool:
+    """Whether ``line`` is a boundary line of one of the multiparts ``seps`` separate."""
+    return any(_match(line, sep) is not None for sep in seps)
 
 
 def _strip_eol(text: str) -> str:
