@@ -48,6 +48,10 @@ _BATCH_CHARS = 20_000_000
 #: ones cost less (100k messages: main-process CPU of the pull's index writes, see
 #: docs/performance.md).
 _WRITE_MAX = 2000
+#: Message bytes per page handed to a worker (a page holds fewer than _BATCH_MESSAGES
+#: when its messages are big): what a worker returns, and the main process holds until it
+#: writes it, stays bounded whatever the messages.
+_PAGE_BYTES = 16 * 1024 * 1024
 #: Pending messages from which parsing is spread over worker processes (below it, the
 #: start-up of the workers costs more than it saves).
 PARALLEL_MIN = 400
@@ -69,7 +73,7 @@ _PENDING_FROM = (
     "(SELECT 1 FROM search_docs d WHERE d.uid = m.uid AND d.sha256 = m.sha256)"
 )
 _PENDING = (
-    "SELECT m.uid, m.dirname, m.base, m.filename, m.sha256, m.subject, m.from_addr "
+    "SELECT m.uid, m.dirname, m.base, m.filename, m.sha256, m.subject, m.from_addr, m.size "
     f"{_PENDING_FROM} AND q.uid > ? ORDER BY q.uid LIMIT ?"
 )
 # Queue entries whose document now matches the message: done.
@@ -90,6 +94,7 @@ class _Pending:
     sha256: str
     subject: str
     from_addr: str
+    size: int  # bytes of the message (uncompressed)
 
 
 #: One message ready to be written: FTS column values, has_attachment, sent_date, refs,
@@ -257,8 +262,10 @@ class _Feeder:
         leave a short last page for later, more rows are coming)."""
         while len(self.inflight) < 2 * self.index.workers:
             want = _BATCH_MESSAGES if self.limit is None else min(_BATCH_MESSAGES, self.limit - self.queued)
-            rows = self.index._page(self.last, want) if want > 0 else []
-            if not rows or (full_pages_only and len(rows) < want):
+            pending = self.index._page(self.last, want) if want > 0 else []
+            rows = _by_size(pending, _PAGE_BYTES)
+            # a page is full when it holds ``want`` messages or _PAGE_BYTES of them
+            if not rows or (full_pages_only and len(rows) == len(pending) < want):
                 return
             self.last, self.queued = rows[-1].uid, self.queued + len(rows)
             fut = None
@@ -286,7 +293,8 @@ class _Feeder:
     def write_next(self, block: bool) -> int | None:
         """Write the oldest page if it is parsed (or wait for it when ``block``), with the
         pages after it that are parsed too, in order and in one transaction (up to
-        ``_WRITE_MAX`` documents); how many were written, or None when nothing is in
+        ``_WRITE_MAX`` documents, or past ``_BATCH_CHARS`` of body text by at most one
+        page); how many were written, or None when nothing is in
         flight (or, not blocking, the oldest page is not ready)."""
         if not self.inflight:
             return None
@@ -294,12 +302,15 @@ class _Feeder:
         if fut is not None and not block and not fut.done():
             return None
         batch: list[tuple[_Pending, Entry]] = []
-        while self.inflight and len(batch) < _WRITE_MAX:
+        chars = 0
+        while self.inflight and len(batch) < _WRITE_MAX and chars <= _BATCH_CHARS:
             rows, fut = self.inflight[0]
             if batch and fut is not None and not fut.done():
                 break
             self.inflight.popleft()
-            batch.extend(zip(rows, self._entries(rows, fut), strict=True))
+            entries = self._entries(rows, fut)
+            batch.extend(zip(rows, entries, strict=True))
+            chars += sum(len(entry[0][-1]) for entry in entries)
         self.index._write(batch)
         return len(batch)
 
@@ -426,6 +437,16 @@ def _worker_init(parent: int) -> None:
         os._exit(0)
     with contextlib.suppress(OSError, AttributeError):
         os.nice(NICE)  # parsing yields the CPU to the downloads (and the rest of the machine)
+
+
+def _by_size(rows: list[_Pending], budget: int) -> list[_Pending]:
+    """The first of ``rows`` whose sizes add up to at most ``budget`` (at least one)."""
+    total = 0
+    for k, row in enumerate(rows):
+        total += row.size
+        if total > budget and k > 0:
+            return rows[:k]
+    return rows
 
 
 def _parse_page(root: str, compression: str, max_bytes: int, rows: list[_Pending]) -> list[Entry]:

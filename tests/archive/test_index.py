@@ -267,6 +267,36 @@ def test_parsed_pages_are_written_together_in_order(
     db.close()
 
 
+def test_pages_are_cut_by_size_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page handed to a worker holds at most _PAGE_BYTES of messages (one message at
+    least, however big), so what the main process holds stays bounded; a page cut by size
+    counts as full while the pull goes on."""
+    db, maildir, index = _paged(tmp_path, monkeypatch)
+    sizes = sorted(r[0] for r in db.execute("SELECT size FROM messages"))
+    budget = sizes[len(sizes) // 2] * 3
+    monkeypatch.setattr(index_module, "_PAGE_BYTES", budget)
+    pending = index.pending()
+    pool = index._pool()
+    assert pool is not None
+    pages: list[list[int]] = []
+    with pool:
+        feeder = index_module._Feeder(index, pool, None)
+        while True:
+            feeder.fill(full_pages_only=True)
+            if not feeder.inflight:
+                break
+            pages.extend([row.size for row in rows] for rows, _fut in feeder.inflight)
+            while feeder.write_next(block=True) is not None:
+                pass
+        assert feeder.run_out() == pending - sum(len(p) for p in pages)
+    assert len(pages) > pending // 20  # more pages than by count alone
+    assert all(sum(p) <= budget or len(p) == 1 for p in pages)
+    assert any(len(p) < 20 for p in pages)
+    assert index.pending() == 0
+    _assert_same_as_serial(db, maildir)
+    db.close()
+
+
 def test_a_broken_worker_pool_falls_back_to_parsing_here(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     built = _mixed_archive(tmp_path / "a")
