@@ -365,15 +365,6 @@ class Store:
             folder = self._checked[dirname] = self._subdir(dirname, "cur").parent
         return MessageWriter(dirname, folder, self.compression, self.level, unique, size_hint)
 
-    def sync_cur(self, dirname: str) -> None:
-        """Make the names in the folder's ``cur/`` durable (fsync the directory): the
-        pull's adopted files, before their rows are recorded. StoreError
-        if it fails (those names may not survive a crash: record nothing for them)."""
-        try:
-            fsync_dir(self._subdir(dirname, "cur"))
-        except OSError as exc:
-            raise StoreError(f"cannot sync {dirname or 'INBOX'}/cur: {exc.strerror}") from exc
-
     def set_flags(self, dirname: str, filename: str, flags: str,
                   unsynced: set[Path] | None = None) -> str:
         """Rename the file to carry ``flags`` (normalized), keeping its base; a file in

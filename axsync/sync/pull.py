@@ -1132,16 +1132,14 @@ class Puller:
         inflight = 0
         limit = max(1, self.options.concurrency) * 4
         pending_rows: list[tuple[Mail, str, str, Any]] = []
-        unsynced: set[str] = set()  # folders of adopted files, whose cur/ is fsynced at flush
+        unsynced: set[Path] = set()  # directories of adopted files, fsynced at flush
 
         def flush() -> None:
             if not pending_rows:
                 return
             # Downloaded files came through the group commit (their names are durable);
             # an adopted file's name is made durable here, before any row says so.
-            for dirname in unsynced:
-                self.store.sync_cur(dirname)
-            unsynced.clear()
+            self.store.sync_dirs(unsynced)
             with self.db.transaction():
                 for mail, kind, dirname, stored in pending_rows:
                     self._record_download(mail, kind, dirname, stored)
@@ -1191,10 +1189,9 @@ class Puller:
                         continue  # already archived (a resumed run)
                     unique = unique_for(mail, self.host, known.base if known is not None else "")
                     letters = self._flags_for(dirname, mail.flags, mail.label_ids)
-                    adopted = self._adopt(mail, dirname, unique, letters)
+                    adopted = self._adopt(mail, dirname, unique, letters, unsynced)
                     if adopted is not None:
                         pending_rows.append((mail, kind, dirname, adopted))
-                        unsynced.add(dirname)
                         continue
                     self._tick()
                     calls.append((mail, kind, dirname, unique, letters))
@@ -1274,9 +1271,12 @@ class Puller:
             raise
         return sink.seal(mail, letters, dl)
 
-    def _adopt(self, mail: Mail, dirname: str, unique: str, letters: str) -> Any:
+    def _adopt(self, mail: Mail, dirname: str, unique: str, letters: str,
+               unsynced: set[Path]) -> Any:
         """A file written by a killed run (no state row yet): verify and adopt it, with the
-        mail's flags as they are now (they may have changed since it was written)."""
+        mail's flags as they are now (they may have changed since it was written). Its
+        directory goes into ``unsynced``: the killed run may not have made its name
+        durable, and the caller syncs it before recording the row."""
         by_unique = self._uniques.get(dirname)
         if by_unique is None:
             # Built once per folder from one listing (a scan per mail made initial pulls
@@ -1298,7 +1298,8 @@ class Puller:
                 return None
             data_sha, size, vsize = self.store.digest(dirname, subdir, filename)
             log.info("adopting %s/%s written by an interrupted run", dirname, filename)
-            filename = self.store.set_flags(dirname, filename, letters)
+            filename = self.store.set_flags(dirname, filename, letters, unsynced)
+            unsynced.add(self.store.path_of(dirname, "cur", filename).parent)
             self._note_local(dirname, base, filename)
             return StoredFile(dirname, filename, base, size, vsize, data_sha)
         return None

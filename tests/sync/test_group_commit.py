@@ -164,3 +164,62 @@ def test_flag_renames_durable_before_their_rows_one_sync_per_directory(
     assert syncs <= len(set(renames)) + 2, "one directory sync per folder, not per file"
     env.verify_clean()
     env.check()
+
+
+def test_adopted_files_names_durable_before_their_rows(
+        make_env: MakeEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file a killed pull wrote but did not record is adopted by the next run; the killed
+    run may not have made its name durable, so its directory is fsynced before its row
+    is recorded. (The killed run is made here: rows dropped, tokens forgotten.)"""
+    from axsync.store import maildir as maildir_mod
+    from axsync.sync import pull as pull_mod
+
+    env = make_env("10.6", messages=64)
+    env.ok()
+    db = StateDB.open(env.db_path)
+    with db.transaction():
+        rows = db.execute("SELECT uid, base FROM messages WHERE state = 'present' "
+                          "ORDER BY uid LIMIT 6").fetchall()
+        for uid, _base in rows:
+            for table in ("message_history", "search_queue", "search_docs", "search_refs"):
+                db.execute(f"DELETE FROM {table} WHERE uid = ?", (uid,))
+            db.execute("DELETE FROM messages WHERE uid = ?", (uid,))
+        db.execute("UPDATE folders SET delta_token = NULL, content_token = NULL")
+    db.close()
+    dropped = {base for _uid, base in rows}
+    events: list[tuple[str, str]] = []
+    cur_of: dict[str, str] = {}
+    real_adopt = pull_mod.Puller._adopt
+    real_fsync_dir = maildir_mod.fsync_dir
+    real_insert = StateDB.insert_message
+
+    def adopt(self: Any, mail: Any, dirname: str, *args: Any) -> Any:
+        stored = real_adopt(self, mail, dirname, *args)
+        if stored is not None:
+            cur_of[stored.base] = str(self.store.path_of(dirname, "cur", stored.filename).parent)
+            events.append(("adopt", stored.base))
+        return stored
+
+    def fsync_dir(path: Path | str) -> None:
+        real_fsync_dir(path)
+        events.append(("fsync-dir", str(path)))
+
+    def insert(self: StateDB, values: dict[str, Any]) -> int:
+        events.append(("row", values["base"]))
+        return real_insert(self, values)
+
+    monkeypatch.setattr(pull_mod.Puller, "_adopt", adopt)
+    monkeypatch.setattr(maildir_mod, "fsync_dir", fsync_dir)
+    monkeypatch.setattr(StateDB, "insert_message", insert)
+    report = env.ok()
+    assert set(cur_of) == dropped and report.pulled.new == len(dropped)
+    unsynced: set[str] = set()
+    for kind, what in events:
+        if kind == "adopt":
+            unsynced.add(cur_of[what])
+        elif kind == "fsync-dir":
+            unsynced.discard(what)
+        elif kind == "row" and what in cur_of:
+            assert cur_of[what] not in unsynced, f"row for {what} before its directory was synced"
+    env.check()
+    env.verify_clean()
