@@ -60,9 +60,9 @@ _MAX_WORKERS = 4
 #: (and to the rest of the machine); the run's end waits for it either way.
 NICE = 10
 
-# Work comes from search_queue (state/0006_work_queues.sql: triggers add every message
-# whose document may not match it), so finding none costs nothing whatever the archive's
-# size. CROSS JOIN keeps the queue as the outer loop.
+# Work comes from search_queue (state/0006 and 0007: StateDB.insert_message and triggers
+# add every message whose document may not match it), so finding none costs nothing
+# whatever the archive's size. CROSS JOIN keeps the queue as the outer loop.
 _GONE = (
     "SELECT q.uid FROM search_queue q CROSS JOIN search_docs d ON d.uid = q.uid "
     "LEFT JOIN messages m ON m.uid = q.uid WHERE m.uid IS NULL OR m.state = 'tombstoned'"

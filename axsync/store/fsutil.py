@@ -45,11 +45,11 @@ def _load_libc() -> ctypes.CDLL | None:
 
 
 def _load_syncfs(libc: ctypes.CDLL | None) -> Callable[[int], int] | None:
-    try:
-        fn = libc.syncfs if libc is not None else None
-    except AttributeError:
+    if libc is None:
         return None
-    if fn is None:
+    try:
+        fn = libc.syncfs
+    except AttributeError:
         return None
     fn.argtypes = [ctypes.c_int]
     fn.restype = ctypes.c_int
@@ -76,7 +76,7 @@ SYNCFS_FILE_SYSTEMS = frozenset({
 
 def fs_type(path: Path | str) -> int | None:
     """statfs(2)'s ``f_type`` of the file system holding ``path`` (Linux), else None."""
-    if _LIBC is None or _SYNCFS is None:
+    if _LIBC is None or _SYNCFS is None:  # only asked to decide on syncfs (can_syncfs)
         return None
     try:
         buf = ctypes.create_string_buffer(512)  # struct statfs is 120 bytes on 64-bit Linux
