@@ -402,3 +402,16 @@ def test_knobs_object_is_shared_and_live() -> None:
     mail = mb.add_mail(inbox, raw_message())
     knobs.ids_change_on_move = False
     assert mb.move_mail(mail, sent) == mail
+
+
+def test_warm_works_out_every_message_once() -> None:
+    """Benchmarks warm the fake before the first measured run (Mailbox.warm): afterwards
+    every message's listing info is there, and later listings reuse it."""
+    mb = Mailbox(_corpus())
+    contents = [m.content for m in mb.mails()]
+    assert contents and all(c._info is None for c in contents)
+    assert mb.warm() == len(contents)
+    infos = [c._info for c in contents]
+    assert all(i is not None for i in infos)
+    assert [c.info for c in contents] == infos and all(
+        a is b for a, b in zip((c.info for c in contents), infos, strict=True))
