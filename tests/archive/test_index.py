@@ -499,10 +499,47 @@ def test_the_migration_queues_what_an_older_archive_had_pending(
                 db.execute("INSERT INTO search_docs (uid, sha256, indexed_at) VALUES (?, ?, 1)",
                            (uid, sha))
         db.close()
+    # up to 0007 (0008 indexes everything again: its own test below)
+    monkeypatch.setattr(statedb, "_migration_sources", lambda: sources[:7])
     db = StateDB.open(path)
-    assert "0006_work_queues" in db.applied_migrations()
+    assert db.applied_migrations()[-2:] == ["0006_work_queues", "0007_queue_insert_explicit"]
     assert _queue(db) == {2, 3, 99}
     index = SearchIndex(db, Store(tmp_path / "m"), workers=1)
     assert index.catch_up() == 2 and _queue(db) == set()
     assert {r[0] for r in db.execute("SELECT uid FROM search_docs")} == {1, 2, 3}
+    db.close()
+
+
+def _fts_sql(db: StateDB) -> str:
+    return str(db.execute("SELECT sql FROM sqlite_master WHERE name = 'search_fts'").fetchone()[0])
+
+
+def test_0008_drops_the_prefix_indexes_and_the_next_catch_up_indexes_everything_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An archive indexed with 0002's prefix indexes: after 0008, its FTS table has none,
+    every message waits for the index again, and the catch-up makes the same index (a
+    prefix of two characters still finds its words, without a prefix index)."""
+    import axsync.statedb as statedb
+
+    sources = statedb._migration_sources()
+    assert sources[7][0] == "0008_search_without_prefix_indexes"
+    mails = sample_mails()
+    with monkeypatch.context() as m:  # the archive as axsync left it before 0008
+        m.setattr(statedb, "_migration_sources", lambda: sources[:7])
+        built = build_archive(tmp_path, list(mails.values()))
+        db = StateDB.open(built.db_path)
+        assert "prefix = '2 3'" in _fts_sql(db)
+        before = index_dump(db)
+        assert before[0] and before[1] and before[2] and not _queue(db)
+        assert _fts_uids(db, "zu*") == {built.uids[0]}  # Zürich
+        db.close()
+    db, index = _open(built)
+    assert "prefix" not in _fts_sql(db)
+    assert index_dump(db) == ([], [], [])
+    alive = {uid for uid, mail in zip(built.uids, mails.values(), strict=True)
+             if mail.state != "tombstoned"}
+    assert _queue(db) >= alive and index.pending() == len(alive)
+    assert index.catch_up() == len(alive) and _queue(db) == set()
+    assert index_dump(db) == before
+    assert _fts_uids(db, "zu*") == {built.uids[0]}
     db.close()
