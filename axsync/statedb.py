@@ -1,9 +1,12 @@
 """The state DB room: what axsync knows about one account, in SQLite (sqlite-utils, WAL).
 
 The schema lives in numbered SQL files (``state/NNNN_name.sql`` in the source tree, shipped in
-the wheel as ``axsync/_state``). ``StateDB.open`` applies the pending ones, each in one
-transaction together with its record; a database that has a migration this axsync does not
-know was written by a newer axsync and is refused (``SchemaTooNew``).
+the wheel as ``axsync/_state``). ``StateDB.open`` applies the pending ones (sqlite-utils
+``Migrations``), each in one transaction together with its record; a database that has a
+migration this axsync does not know was written by a newer axsync and is refused
+(``SchemaTooNew``). sqlite-utils is imported only when a migration is pending: finding out
+that none is reads its table of applied migrations, and every run is spared the ~40 ms
+that importing sqlite-utils takes (most of a run with nothing to do is start-up).
 
 One connection, used by one thread (the sync engine's main thread): downloads run in worker
 threads, but every write goes through here.
@@ -20,12 +23,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
+from typing import TYPE_CHECKING, Any
 
 from axsync.errors import SchemaTooNew, StateError
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+    from sqlite_utils.migrations import Migrations
 
 MIGRATION_SET = "axsync"
 #: Page cache of a read-write connection, in KiB (SQLite's default is 2 MB), and WAL pages
@@ -49,6 +53,8 @@ def _migration_sources() -> list[tuple[str, str]]:
 
 
 def _build_migrations() -> Migrations:
+    from sqlite_utils.migrations import Migrations
+
     migrations = Migrations(MIGRATION_SET)
     for name, sql in _migration_sources():
 
@@ -137,12 +143,14 @@ def labels_json(label_ids: Iterable[str]) -> str:
 class StateDB:
     """Typed access to one account's state. Every method may raise ``StateError``."""
 
-    def __init__(self, db: Database, path: Path | None) -> None:
-        self.db = db
+    def __init__(self, conn: sqlite3.Connection, path: Path | None) -> None:
         self.path = path
-        self.conn: sqlite3.Connection = db.conn
+        self.conn = conn
         # Autocommit: every transaction is explicit (``transaction()``), none is implicit.
-        self.conn.isolation_level = None
+        conn.isolation_level = None
+        # As sqlite-utils' Database sets it (the schema's triggers were written for it).
+        conn.execute("PRAGMA recursive_triggers = on")
+        self._savepoints = 0
 
     # ------------------------------------------------------------------ open / close
 
@@ -151,20 +159,20 @@ class StateDB:
         """Open (creating with mode 0600 and migrating) the DB at ``path``; None = memory."""
         try:
             if path is None:
-                db = Database(memory=True)
+                conn = sqlite3.connect(":memory:")
             else:
                 path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 if readonly:
                     if not path.exists():
                         raise StateError(f"state DB {path} does not exist; run `axsync sync` first")
                     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-                    db = Database(conn)
                 else:
                     if not path.exists():
                         fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
                         os.close(fd)
-                    db = Database(path)
-                    db.enable_wal()
+                    conn = sqlite3.connect(path)
+                    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                        conn.execute("PRAGMA journal_mode = wal")
                     # An archive of 100k messages has a state DB of ~70 MB whose indexes on
                     # random keys (mail id, sha256, Message-ID, conversation) each take a
                     # page per recorded message: with SQLite's default 2 MB page cache those
@@ -172,44 +180,80 @@ class StateDB:
                     # 4 MB of WAL wrote them out again. 16 MB of cache and a checkpoint every
                     # 32 MB cut the CPU of recording 100k messages by a third (6.3 -> 4.2 s,
                     # docs/performance.md); the cache only grows as far as pages are read.
-                    db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-                    db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
-                db.execute("PRAGMA busy_timeout = 10000")
-                db.execute("PRAGMA foreign_keys = ON")
-                db.execute("PRAGMA synchronous = NORMAL")
-            state = cls(db, path)
+                    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+                    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
+                conn.execute("PRAGMA busy_timeout = 10000")
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute("PRAGMA synchronous = NORMAL")
+            state = cls(conn, path)
             state._migrate(readonly)
             return state
         except sqlite3.Error as exc:
             raise StateError(f"cannot open state DB {path}: {exc}") from exc
 
     def _migrate(self, readonly: bool) -> None:
-        migrations = _build_migrations()
-        known = {m.name for m in migrations._migrations}
-        applied = {m.name for m in migrations.applied(self.db)}
-        unknown = sorted(applied - known)
+        known = [name for name, _sql in _migration_sources()]
+        applied = self.applied_migrations()
+        unknown = sorted(set(applied) - set(known))
         if unknown:
             raise SchemaTooNew(
                 f"state DB {self.path} was written by a newer axsync (migrations {', '.join(unknown)}); "
                 "upgrade axsync to use it"
             )
-        if readonly:
-            if migrations.pending(self.db):
-                raise StateError(f"state DB {self.path} needs migrating; run `axsync sync` once")
+        if set(applied) == set(known):
             return
-        migrations.apply(self.db)
+        if readonly:
+            raise StateError(f"state DB {self.path} needs migrating; run `axsync sync` once")
+        from sqlite_utils import Database
+
+        _build_migrations().apply(Database(self.conn))
 
     def close(self) -> None:
         self.conn.close()
 
     def applied_migrations(self) -> list[str]:
-        return [m.name for m in _build_migrations().applied(self.db)]
+        """Names of the applied migrations, in the order they were applied (read from
+        sqlite-utils' ``_sqlite_migrations`` table)."""
+        if not self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                 "AND name = '_sqlite_migrations'").fetchone():
+            return []
+        return [r[0] for r in self.conn.execute(
+            "SELECT name FROM _sqlite_migrations WHERE migration_set = ? ORDER BY rowid",
+            (MIGRATION_SET,))]
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
+        """One transaction; nested, a savepoint inside the enclosing one (as sqlite-utils'
+        ``Database.atomic``)."""
+        conn = self.conn
         try:
-            with self.db.atomic():
+            if conn.in_transaction:
+                self._savepoints += 1
+                name = f"axsync_{self._savepoints}"
+                conn.execute(f"SAVEPOINT {name}")
+                try:
+                    yield
+                except BaseException:
+                    # a failure may already have ended the whole transaction
+                    if conn.in_transaction:
+                        conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                        conn.execute(f"RELEASE SAVEPOINT {name}")
+                    raise
+                conn.execute(f"RELEASE SAVEPOINT {name}")
+                return
+            conn.execute("BEGIN")
+            try:
                 yield
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
         except sqlite3.Error as exc:
             raise StateError(f"state DB write failed: {exc}") from exc
 

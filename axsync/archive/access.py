@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlite_utils import Database
-
 from axsync.config import Account
 from axsync.errors import StateError, StoreError, UsageError
 from axsync.statedb import MessageRow, StateDB
@@ -62,7 +60,7 @@ def _connect(path: Path, immutable: bool, shared: bool) -> StateDB:
     conn = sqlite3.connect(f"{path.absolute().as_uri()}?{mode}", uri=True,
                            check_same_thread=not shared)
     conn.execute("PRAGMA busy_timeout = 10000")
-    return StateDB(Database(conn), path)
+    return StateDB(conn, path)
 
 
 def open_db_readonly(path: Path, *, shared: bool = False) -> StateDB:

@@ -335,8 +335,9 @@ def test_index_false_skips_the_search_index_until_reindex(fake: FakeAxigen, tmp_
 def test_a_run_with_nothing_to_do_does_not_load_the_search_index(
         fake: FakeAxigen, tmp_path: Path) -> None:
     """The search index (its module, its parser, worker processes) is loaded only
-    when there is something to index: a no-change run's start-up stays small. A run that
-    downloads indexes what it downloaded."""
+    when there is something to index, and sqlite-utils only when the state DB has a
+    migration to apply: a no-change run's start-up stays small. A run that downloads
+    indexes what it downloaded."""
     config = tmp_path / "config.toml"
     add_account(config, "work", fake.url, tmp_path / "Mail")
     env = {"AXSYNC_PASSWORD": PASSWORD}
@@ -351,9 +352,10 @@ def test_a_run_with_nothing_to_do_does_not_load_the_search_index(
 
     first, imported = sync_importing()
     assert first["pulled"]["new"] > 0 and "axsync.archive.index" in imported
+    assert "sqlite_utils.migrations" in imported  # a new state DB: every migration applied
     again, imported = sync_importing()
     assert again["pulled"]["new"] == 0 and again["requests"] <= 5
-    assert not {"axsync.archive.index", "axsync.archive.document"} & imported
+    assert not {"axsync.archive.index", "axsync.archive.document", "sqlite_utils"} & imported
     fake.mailbox.add_mail(fake.mailbox.folder_id(("INBOX",)), b"From: a@example.com\r\nSubject: zanzibarquux arrives\r\n\r\nhi\r\n")
     third, imported = sync_importing()
     assert third["pulled"]["new"] == 1 and "axsync.archive.index" in imported

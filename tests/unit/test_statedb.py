@@ -60,6 +60,52 @@ def test_older_database_is_migrated(tmp_path: Path) -> None:
     db.close()
 
 
+def test_readonly_open_of_a_db_with_a_pending_migration_asks_for_a_sync(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    StateDB.open(path).close()
+    conn = sqlite3.connect(path)
+    last = _migration_sources()[-1][0]
+    conn.execute("DELETE FROM _sqlite_migrations WHERE name = ?", (last,))
+    conn.commit()
+    conn.close()
+    with pytest.raises(StateError, match="needs migrating; run `axsync sync` once"):
+        StateDB.open(path, readonly=True)
+
+
+def _letters(db: StateDB) -> list[str]:
+    return [r[0] for r in db.execute("SELECT name FROM labels ORDER BY name")]
+
+
+def test_transactions_commit_roll_back_and_nest_as_savepoints(tmp_path: Path) -> None:
+    """transaction(): all or nothing; inside another one, a savepoint (its failure undoes
+    only its own writes); SQLite errors come out as StateError."""
+    db = StateDB.open(tmp_path / "s.sqlite")
+
+    def add(name: str) -> None:
+        db.execute("INSERT INTO labels (id, name, atom) VALUES (?, ?, ?)", (name, name, name))
+
+    with db.transaction():
+        add("a")
+    with pytest.raises(RuntimeError), db.transaction():
+        add("b")
+        raise RuntimeError("stop")
+    assert _letters(db) == ["a"] and not db.conn.in_transaction
+    with db.transaction():
+        add("c")
+        with pytest.raises(RuntimeError), db.transaction():
+            add("d")
+            raise RuntimeError("inner")
+        with db.transaction():
+            add("e")
+        assert db.conn.in_transaction
+    assert _letters(db) == ["a", "c", "e"]
+    with pytest.raises(StateError, match="UNIQUE"), db.transaction():
+        add("f")
+        add("a")
+    assert _letters(db) == ["a", "c", "e"] and not db.conn.in_transaction
+    db.close()
+
+
 def test_readonly_open_of_missing_db_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StateError, match="does not exist"):
         StateDB.open(tmp_path / "nope.sqlite", readonly=True)
