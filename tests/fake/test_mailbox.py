@@ -413,5 +413,4 @@ def test_warm_works_out_every_message_once() -> None:
     assert mb.warm() == len(contents)
     infos = [c._info for c in contents]
     assert all(i is not None for i in infos)
-    assert [c.info for c in contents] == infos and all(
-        a is b for a, b in zip((c.info for c in contents), infos, strict=True))
+    assert all(c.info is info for c, info in zip(contents, infos, strict=True))
