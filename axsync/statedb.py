@@ -14,6 +14,7 @@ threads, but every write goes through here.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -38,6 +39,7 @@ CACHE_KIB = 16 * 1024
 WAL_CHECKPOINT_PAGES = 8000
 
 
+@functools.cache
 def _migration_sources() -> list[tuple[str, str]]:
     """(name, sql) of every shipped migration, in order."""
     packaged = resources.files("axsync").joinpath("_state")
@@ -226,33 +228,22 @@ class StateDB:
         """One transaction; nested, a savepoint inside the enclosing one (as sqlite-utils'
         ``Database.atomic``)."""
         conn = self.conn
+        if conn.in_transaction:
+            self._savepoints += 1
+            name = f"axsync_{self._savepoints}"
+            start, finish = f"SAVEPOINT {name}", f"RELEASE SAVEPOINT {name}"
+            undo: tuple[str, ...] = (f"ROLLBACK TO SAVEPOINT {name}", finish)
+        else:
+            start, finish, undo = "BEGIN", "COMMIT", ("ROLLBACK",)
         try:
-            if conn.in_transaction:
-                self._savepoints += 1
-                name = f"axsync_{self._savepoints}"
-                conn.execute(f"SAVEPOINT {name}")
-                try:
-                    yield
-                except BaseException:
-                    # a failure may already have ended the whole transaction
-                    if conn.in_transaction:
-                        conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
-                        conn.execute(f"RELEASE SAVEPOINT {name}")
-                    raise
-                conn.execute(f"RELEASE SAVEPOINT {name}")
-                return
-            conn.execute("BEGIN")
+            conn.execute(start)
             try:
                 yield
+                conn.execute(finish)
             except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            try:
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                if conn.in_transaction:  # a failure may already have ended the transaction
+                    for sql in undo:
+                        conn.execute(sql)
                 raise
         except sqlite3.Error as exc:
             raise StateError(f"state DB write failed: {exc}") from exc
