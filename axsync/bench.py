@@ -133,8 +133,9 @@ def _reply(out: IO[str], payload: dict[str, Any]) -> None:
 def serve_role(argv: Sequence[str]) -> None:
     """``python -m axsync.bench serve``: a fake server with a JSON-lines control channel.
 
-    First line out: ``{"url", "generate_s", "mailbox_s", "warm_s", "messages", "bytes"}``. Then one
-    reply per command line read: ``counters``, ``reset``, ``latency`` (seconds), ``flags``
+    First line out: ``{"url", "generate_s", "mailbox_s", "warm_s", "warmed", "messages",
+    "bytes"}`` (``warmed``: messages :meth:`Mailbox.warm` prepared). Then one reply per
+    command line read: ``counters``, ``reset``, ``latency`` (seconds), ``flags``
     (toggle the flagged flag on ``fraction`` of the mails, deterministic), ``flagged``
     (how many are flagged), ``rss``, ``quit``.
     """
@@ -155,11 +156,12 @@ def serve_role(argv: Sequence[str]) -> None:
                       knobs=Knobs(api_version=args.api_version))
     del corpus
     t2 = time.perf_counter()
-    fake.mailbox.warm()  # every measured run, the first too, finds it ready (Mailbox.warm)
+    warmed = fake.mailbox.warm()  # every measured run, the first too, finds it ready
     t3 = time.perf_counter()
     fake.start()
     _reply(out, {"url": fake.url, "generate_s": t1 - t0, "mailbox_s": t2 - t1,
-                 "warm_s": t3 - t2, "messages": args.messages, "bytes": nbytes})
+                 "warm_s": t3 - t2, "warmed": warmed, "messages": args.messages,
+                 "bytes": nbytes})
     try:
         for line in sys.stdin:
             cmd = json.loads(line)
@@ -600,7 +602,7 @@ def bench_size(n: int, options: BenchOptions, bandwidth_bps: float, work: Path,
                 "messages": n, "api": api, "bytes": server.info["bytes"],
                 "generate_s": round(server.info["generate_s"], 2),
                 "mailbox_s": round(server.info["mailbox_s"], 2),
-                "warm_s": round(server.info["warm_s"], 2),
+                "warm_s": round(server.info["warm_s"], 2), "warmed": server.info["warmed"],
             })
             nbytes = int(server.info["bytes"])
             # Always a pull without added latency first: its archive is the one the later

@@ -294,8 +294,8 @@ class _Feeder:
         """Write the oldest page if it is parsed (or wait for it when ``block``), with the
         pages after it that are parsed too, in order and in one transaction (up to
         ``_WRITE_MAX`` documents, or past ``_BATCH_CHARS`` of body text by at most one
-        page); how many were written, or None when nothing is in
-        flight (or, not blocking, the oldest page is not ready)."""
+        page); how many were written, or None when nothing is in flight (or, not
+        blocking, the oldest page is not ready)."""
         if not self.inflight:
             return None
         _rows, fut = self.inflight[0]

@@ -68,6 +68,7 @@ def test_setup_and_pull(report: dict[str, Any]) -> None:
         # set-up times are rounded to 10 ms and may be 0.0 on a fast machine
         assert all(isinstance(s[k], int | float) and s[k] >= 0
                    for k in ("generate_s", "mailbox_s", "warm_s"))
+        assert s["warmed"] == s["messages"]  # the fake was warmed before the first run
     seen = {(p["messages"], p["api"], p["latency_ms"]) for p in report["pull"]}
     for n in QUICK_SIZES:
         assert (n, "10.6", 0.0) in seen and (n, "10.4", 0.0) in seen
