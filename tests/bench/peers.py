@@ -46,7 +46,12 @@ sys.path.insert(0, str(ROOT))
 from axsync.bench import PASSWORD, USER, ServerProcess, machine_info, precompile, retire  # noqa: E402
 from axsync.fake.corpus import Corpus, generate  # noqa: E402
 from axsync.netproxy import LatencyProxy  # noqa: E402
-from tests.interop.dovecot import TEST_USER, DovecotServer, dovecot_version  # noqa: E402
+from tests.interop.dovecot import (  # noqa: E402
+    TEST_USER,
+    DovecotServer,
+    _session_members,
+    dovecot_version,
+)
 
 SEED = 20260101
 #: "axsync-noindex": axsync with ``index = false`` (no search index; what mbsync and
@@ -297,6 +302,62 @@ def timed(argv: Sequence[str], log: Path) -> Timed:
                  int(field("Maximum resident set size (kbytes)")) / 1024, res.returncode)
 
 
+METER_KEYS = ("server_cpu_s", "proxy_cpu_s", "machine_busy_s", "steal_s")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_fields(pid: int) -> list[int]:
+    """utime, stime, cutime, cstime of ``pid``, in clock ticks."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    return [int(x) for x in fields[11:15]]
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds used by ``pid`` and by the children it has reaped."""
+    return sum(_cpu_fields(pid)) / CLK_TCK
+
+
+def session_cpu_s(leader: int) -> float:
+    """CPU seconds used by every process in ``leader``'s session (Dovecot: the master, its
+    log, config, anvil, login and imap processes). A child's time moves into the leader's
+    ``cutime`` once reaped, so the sum only grows."""
+    total = process_cpu_s(leader)
+    for pid in _session_members(leader):
+        if pid != leader:
+            with contextlib.suppress(OSError):
+                total += sum(_cpu_fields(pid)[:2]) / CLK_TCK
+    return total
+
+
+def machine_cpu_s() -> dict[str, float]:
+    """Busy and stolen CPU seconds, summed over all CPUs, from /proc/stat."""
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    first = Path("/proc/stat").read_text().splitlines()[0].split()[1:9]
+    t = {k: int(v) / CLK_TCK for k, v in zip(names, first, strict=True)}
+    return {"busy": t["user"] + t["nice"] + t["system"] + t["irq"] + t["softirq"],
+            "steal": t["steal"]}
+
+
+@dataclass
+class Meters:
+    """What else a run costs the machine: the server's CPU (the fake for axsync, Dovecot's
+    whole session for the IMAP tools), the latency proxy's CPU, and the machine's busy and
+    stolen CPU time over the run. The tool's own CPU is ``cpu_s``."""
+
+    fake_pid: int
+    dovecot_pid: int
+    proxy_pids: dict[str, int]  # "fake" / "dovecot" -> the proxy's pid (none at 0 ms)
+
+    def snapshot(self, tool: str) -> dict[str, float]:
+        side = "fake" if tool.startswith("axsync") else "dovecot"
+        server = (process_cpu_s(self.fake_pid) if side == "fake"
+                  else session_cpu_s(self.dovecot_pid))
+        proxy = self.proxy_pids.get(side)
+        m = machine_cpu_s()
+        return {"server_cpu_s": server, "proxy_cpu_s": process_cpu_s(proxy) if proxy else 0.0,
+                "machine_busy_s": m["busy"], "steal_s": m["steal"]}
+
+
 def count_messages(root: Path) -> int:
     n = 0
     for dirpath, _dirs, files in os.walk(root):
@@ -305,11 +366,17 @@ def count_messages(root: Path) -> int:
     return n
 
 
-def run_tool(tool: str, cfg: Path, work: Path, label: str) -> dict[str, Any]:
+def run_tool(tool: str, cfg: Path, work: Path, label: str,
+             meters: Meters | None = None) -> dict[str, Any]:
     log = work / f"{tool}-{label}.log"
+    before = meters.snapshot(tool) if meters else {}
     t = timed(tool_argv(tool, cfg), log)
+    if meters:
+        time.sleep(0.2)  # let Dovecot's master reap the imap process that just logged out
+    after = meters.snapshot(tool) if meters else {}
     row: dict[str, Any] = {"wall_s": round(t.wall_s, 2), "cpu_s": round(t.cpu_s, 2),
                            "peak_rss_mb": round(t.peak_rss_mb, 1), "exit_code": t.exit_code}
+    row.update({k: round(after[k] - before[k], 2) for k in after})
     if t.exit_code != 0:
         tail = log.read_text(errors="replace")[-2000:]
         raise RuntimeError(f"{tool} {label} exited {t.exit_code}:\n{tail}")
@@ -318,7 +385,7 @@ def run_tool(tool: str, cfg: Path, work: Path, label: str) -> dict[str, Any]:
 
 def median_row(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out = {k: round(statistics.median(r[k] for r in rows), 2)
-           for k in ("wall_s", "cpu_s", "peak_rss_mb")}
+           for k in ("wall_s", "cpu_s", "peak_rss_mb", *METER_KEYS) if k in rows[0]}
     out["runs"] = len(rows)
     out["all_wall_s"] = [r["wall_s"] for r in rows]
     return out
@@ -328,12 +395,14 @@ def median_row(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def proxies(dv_port: int, fake_port: int, rtt: float) -> Iterator[tuple[int, int]]:
+def proxies(dv_port: int, fake_port: int,
+            rtt: float) -> Iterator[tuple[int, int, dict[str, int]]]:
     if rtt <= 0:
-        yield dv_port, fake_port
+        yield dv_port, fake_port, {}
         return
     with LatencyProxy(dv_port, rtt) as p1, LatencyProxy(fake_port, rtt) as p2:
-        yield p1.port, p2.port
+        assert p1.proc is not None and p2.proc is not None
+        yield p1.port, p2.port, {"dovecot": p1.proc.pid, "fake": p2.proc.pid}
 
 
 def bench_size(n: int, args: argparse.Namespace, results: dict[str, Any]) -> None:
@@ -356,7 +425,9 @@ def bench_size(n: int, args: argparse.Namespace, results: dict[str, Any]) -> Non
             if served != n:
                 raise RuntimeError(f"Dovecot serves {served} messages, expected {n}")
             for rtt in args.latencies:
-                with proxies(dv.port, fake.port, rtt) as (dv_port, fake_port):
+                with proxies(dv.port, fake.port, rtt) as (dv_port, fake_port, proxy_pids):
+                    assert fake.proc is not None and dv.pid is not None
+                    meters = Meters(fake.proc.pid, dv.pid, proxy_pids)
                     work = base / f"rtt{rtt:g}"
                     work.mkdir()
                     cfgs = {
@@ -375,13 +446,13 @@ def bench_size(n: int, args: argparse.Namespace, results: dict[str, Any]) -> Non
                             if tool == "mbsync":  # mbsync wants its Maildir root to exist
                                 tool_dirs(tool, work)[0].mkdir()
                             log(f"[{n}] +{rtt:g} ms: {tool} initial pull {i + 1}/{args.repeat}")
-                            runs.append(run_tool(tool, cfgs[tool], work, f"initial{i}"))
+                            runs.append(run_tool(tool, cfgs[tool], work, f"initial{i}", meters))
                         got = count_messages(tool_dirs(tool, work)[0])
                         rows[tool] = {"initial": {**median_row(runs), "messages": got}}
                         if got != n:
                             raise RuntimeError(f"{tool} pulled {got} of {n} messages")
                     for tool in args.tools:
-                        runs = [run_tool(tool, cfgs[tool], work, f"nochange{i}")
+                        runs = [run_tool(tool, cfgs[tool], work, f"nochange{i}", meters)
                                 for i in range(args.repeat)]
                         rows[tool]["nochange"] = median_row(runs)
                         log(f"[{n}] +{rtt:g} ms: {tool} no-change {rows[tool]['nochange']['wall_s']} s")
@@ -390,7 +461,7 @@ def bench_size(n: int, args: argparse.Namespace, results: dict[str, Any]) -> Non
                                "fake": int(fake.call("flags", fraction=0.01, offset=offset)["changed"])}
                     for tool in args.tools:
                         rows[tool]["flags1pct"] = median_row(
-                            [run_tool(tool, cfgs[tool], work, "flags")])
+                            [run_tool(tool, cfgs[tool], work, "flags", meters)])
                         log(f"[{n}] +{rtt:g} ms: {tool} after 1% flag changes "
                             f"{rows[tool]['flags1pct']['wall_s']} s")
                     results["runs"].append({"messages": n, "bytes": nbytes, "rtt_ms": rtt,
@@ -404,7 +475,7 @@ def bench_size(n: int, args: argparse.Namespace, results: dict[str, Any]) -> Non
 def format_rows(runs: Sequence[dict[str, Any]]) -> str:
     lines = []
     head = (f"{'messages':>8} {'+RTT':>5} {'tool':<12} {'run':<10} {'wall s':>8} {'cpu s':>8} "
-            f"{'RSS MB':>7} {'vs axsync':>9}")
+            f"{'RSS MB':>7} {'server s':>8} {'proxy s':>7} {'busy s':>7} {'vs axsync':>9}")
     lines += [head, "-" * len(head)]
     for r in runs:
         for phase in ("initial", "nochange", "flags1pct"):
@@ -415,7 +486,9 @@ def format_rows(runs: Sequence[dict[str, Any]]) -> str:
                     continue
                 ratio = f"{d['wall_s'] / ax:.2f}x" if ax and tool != "axsync" else ""
                 lines.append(f"{r['messages']:>8} {r['rtt_ms']:>5g} {tool:<12} {phase:<10} "
-                             f"{d['wall_s']:>8} {d['cpu_s']:>8} {d['peak_rss_mb']:>7} {ratio:>9}")
+                             f"{d['wall_s']:>8} {d['cpu_s']:>8} {d['peak_rss_mb']:>7} "
+                             f"{d.get('server_cpu_s', ''):>8} {d.get('proxy_cpu_s', ''):>7} "
+                             f"{d.get('machine_busy_s', ''):>7} {ratio:>9}")
     return "\n".join(lines)
 
 
