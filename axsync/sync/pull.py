@@ -205,6 +205,7 @@ class Puller:
     _actions: int = 0
     _labels: dict[str, tuple[str, str]] = field(default_factory=dict)
     _keywords: dict[str, dict[str, str]] = field(default_factory=dict)
+    _unlettered: dict[str, set[str]] = field(default_factory=dict)  # past 26, this run
     _local: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
     _relocated_new: set[str] = field(default_factory=set)
     _relocated_uids: set[int] = field(default_factory=set)
@@ -748,6 +749,7 @@ class Puller:
                 self.db.move_folder_dirname(old, a.dirname)
                 self.db.set_folder_tokens(a.folder_id, dirname=a.dirname, path=_json(a.path))
             self._keywords.pop(old, None)
+            self._unlettered.pop(old, None)
             self._local.pop(old, None)
         # The rows first, then the directories: a run killed in between leaves rows whose
         # directories the next run creates, never directories no row knows about.
@@ -805,6 +807,7 @@ class Puller:
             self.db.set_folder_tokens(f.id, dirname=aside, path=_json(path))
         stale[aside] = f
         self._keywords.pop(dirname, None)
+        self._unlettered.pop(dirname, None)
         self._local.pop(dirname, None)
 
     def _local_name(self, dirname: str, base: str, fallback: str) -> str | None:
@@ -869,17 +872,32 @@ class Puller:
             mapping = self.db.folder_keywords(dirname)
             self._keywords[dirname] = mapping
         atoms = [self._labels[i][1] for i in label_ids if i in self._labels]
-        missing = [a for a in atoms if a not in mapping]
+        unlettered = self._unlettered.setdefault(dirname, set())
+        missing = [a for a in atoms if a not in mapping and a not in unlettered]
         if missing:
             new = self.store.ensure_keywords(dirname, missing)
             mapping.update(new)
             self.db.set_folder_keywords(dirname, new)
             lost = [a for a in missing if a not in new]
-            if lost:
+            if lost:  # asked once per run (the file stays full), reported once
+                unlettered.update(lost)
                 self.report.notes.append(
                     f"folder {dirname or 'INBOX'}: more than 26 keywords; {len(lost)} label(s) kept "
                     "only in the state DB")
         return "".join(sorted(mapping[a] for a in atoms if a in mapping))
+
+    def _prepare_keywords(self, staging: Staging, dir_of: dict[str, str]) -> None:
+        """Give the labels of the mails to download their keyword letters before the
+        downloads start: one ``dovecot-keywords`` write (two fsyncs) per folder. At each
+        label's first mail, it was one write per label and folder, on the thread that
+        records the downloads. Letters come in the same order either way."""
+        wanted: dict[str, dict[str, None]] = {}
+        for folder_id, label_ids in staging.new_label_sets():
+            dirname = dir_of.get(folder_id)
+            if dirname is not None:
+                wanted.setdefault(dirname, {}).update(dict.fromkeys(label_ids))
+        for dirname, ids in wanted.items():
+            self._keyword_letters(dirname, tuple(ids))
 
     def _flags_for(self, dirname: str, flags: MailFlags, label_ids: tuple[str, ...]) -> str:
         return P.file_flags(P.server_letters(flags), self._keyword_letters(dirname, label_ids),
@@ -1125,6 +1143,7 @@ class Puller:
         self.progress.add_total(todo_count, todo_bytes)
         if self.observer is not None:
             self.observer.downloads_started(todo_count)
+        self._prepare_keywords(staging, dir_of)
         # Results come back in lists through one queue: a group commit's files (one list per
         # group, see GroupCommit), or one failed download. Waiting on the set of in-flight
         # futures cost the main thread a pass over all of them per finished download.

@@ -182,6 +182,17 @@ class Staging:
             for r in rows:
                 yield _mail(r), r[2]
 
+    def new_label_sets(self) -> Iterator[tuple[str, tuple[str, ...]]]:
+        """(folder_id, label_ids) of each distinct non-empty label set of the new mails of
+        each folder, in the order :meth:`new_mails` first meets it."""
+        cur = self.db.execute(
+            "SELECT folder_id, label_ids FROM (SELECT folder_id, label_ids, date, mail_id, "
+            "row_number() OVER (PARTITION BY folder_id, label_ids ORDER BY date, mail_id) AS n "
+            "FROM st_new WHERE label_ids != '[]') WHERE n = 1 ORDER BY folder_id, date, mail_id"
+        )
+        for fid, labels in cur.fetchall():
+            yield str(fid), tuple(json.loads(str(labels)))
+
     def updates(self) -> Iterator[tuple[str, str, MailFlags, tuple[str, ...], str | None, str | None]]:
         """(mail_id, folder_id, flags, label_ids, conversation_id, refw-or-None)."""
         cur = self.db.execute(

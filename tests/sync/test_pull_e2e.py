@@ -7,6 +7,7 @@ Every test ends by comparing the whole archive with the server's mailbox
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -625,3 +626,62 @@ def test_a_run_with_nothing_to_do_does_not_grow_with_the_archive(
         assert report.pulled.new == 0 and report.requests <= 3
         per_size.append(steps[-1])
     assert per_size[1] <= per_size[0] * 1.25 + 2000, per_size
+
+
+@pytest.mark.parametrize("api_version", API_VERSIONS)
+def test_a_pull_writes_each_folders_keywords_once_in_first_use_order(
+        make_env: MakeEnv, monkeypatch: pytest.MonkeyPatch, api_version: str) -> None:
+    """The labels of the mails to download get their keyword letters before the downloads,
+    one ``dovecot-keywords`` write per folder, in the order the folder's mails (by date)
+    first use them; past 26, the rest stay in the state DB and the report says so."""
+    from axsync.store import Store
+
+    env = make_env(api_version, messages=30, folders=(("INBOX",), ("Work",)))
+    mb = env.mb
+    tags = mb.add_folder("Tags")
+    made = {i: mb.create_label(f"tag{i:02d}") for i in reversed(range(30))}  # ids: tag29 first
+    labels = [made[i] for i in range(30)]
+    base = 1_780_000_000
+    # Mail k (dated in order k) uses labels k and k+1: first uses run tag00, tag01, ...
+    # The mails are added newest first, so the server's order is not the date order.
+    for k in reversed(range(29)):
+        raw = (f"Subject: tagged {k}\r\nMessage-ID: <tag-{k}@example.com>\r\n\r\nbody {k}\r\n")
+        mb.add_mail(tags, raw.encode(), date=base + k * 60, labels=[labels[k], labels[k + 1]])
+
+    calls: list[str] = []
+    real = Store.ensure_keywords
+
+    def counted(self: Store, dirname: str, atoms: Any) -> dict[str, str]:
+        calls.append(dirname)
+        return real(self, dirname, atoms)
+
+    monkeypatch.setattr(Store, "ensure_keywords", counted)
+    report = env.ok()
+    assert sorted(calls) == sorted(set(calls))  # once per folder
+    assert ".Tags" in calls
+    # First use: by date, and within one mail in the order of its label ids.
+    name_of = {lid: f"tag{i:02d}" for i, lid in enumerate(labels)}
+    order: list[str] = []
+    for k in range(29):
+        order += [name_of[lid] for lid in sorted((labels[k], labels[k + 1]))
+                  if name_of[lid] not in order]
+    assert order[:2] == ["tag01", "tag00"]  # the ids are not in name order
+    lines = (env.maildir / ".Tags" / "dovecot-keywords").read_text().splitlines()
+    assert lines == [f"{i} {name}" for i, name in enumerate(order[:26])]
+    letter = {name: chr(97 + i) for i, name in enumerate(order[:26])}
+    assert [n for n in report.notes if "more than 26" in n] == [
+        "folder .Tags: more than 26 keywords; 4 label(s) kept only in the state DB"]
+    # The files carry the 26 letters, the state DB every label (the archive check reads
+    # the labels from the files: it cannot be used here).
+    with env.db() as db:
+        rows = db.execute("SELECT label_ids FROM messages WHERE dirname = '.Tags'").fetchall()
+    assert sorted(tuple(json.loads(r[0])) for r in rows) == sorted(
+        tuple(sorted((labels[k], labels[k + 1]))) for k in range(29))
+    letters = sorted(f.name.rsplit(",", 1)[1].replace("Z", "")  # Z: compressed
+                     for f in (env.maildir / ".Tags" / "cur").iterdir())
+    assert letters == sorted("".join(sorted(letter[n] for n in (f"tag{k:02d}", f"tag{k + 1:02d}")
+                                            if n in letter)) for k in range(29))
+    env.verify_clean()
+    calls.clear()
+    env.ok()  # nothing new: no keyword work at all
+    assert calls == []
