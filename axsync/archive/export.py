@@ -88,6 +88,12 @@ class Exporter:
         return self.archive.folder_paths().get(dirname) or (dirname,)
 
     def run(self, folder: str | None = None) -> ExportResult:
+        try:
+            return self._run(folder)
+        finally:
+            self.locator.close()  # its open directories (it opens them again if used again)
+
+    def _run(self, folder: str | None) -> ExportResult:
         dirnames = self.dirnames(folder)
         for dirname in dirnames:  # names first, so they do not depend on what is empty
             self.names.path(self._path(dirname))

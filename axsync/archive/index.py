@@ -140,26 +140,26 @@ class SearchIndex:
                     done = self._catch_up_parallel(pool, limit, progress)
                 self.settle()
                 return done
-        locator = Locator(self.store)
         done, last = 0, 0
-        while limit is None or done < limit:
-            want = _BATCH_MESSAGES if limit is None else min(_BATCH_MESSAGES, limit - done)
-            rows = self._page(last, want)
-            if not rows:
-                break
-            batch: list[tuple[_Pending, Entry]] = []
-            chars = 0
-            for row in rows:
-                entry = _entry(*self._read(row, locator))
-                batch.append((row, entry))
-                chars += len(entry[0][-1])
-                if chars > _BATCH_CHARS:
+        with Locator(self.store) as locator:
+            while limit is None or done < limit:
+                want = _BATCH_MESSAGES if limit is None else min(_BATCH_MESSAGES, limit - done)
+                rows = self._page(last, want)
+                if not rows:
                     break
-            self._write(batch)
-            done += len(batch)
-            last = batch[-1][0].uid
-            if progress is not None:
-                progress(len(batch))
+                batch: list[tuple[_Pending, Entry]] = []
+                chars = 0
+                for row in rows:
+                    entry = _entry(*self._read(row, locator))
+                    batch.append((row, entry))
+                    chars += len(entry[0][-1])
+                    if chars > _BATCH_CHARS:
+                        break
+                self._write(batch)
+                done += len(batch)
+                last = batch[-1][0].uid
+                if progress is not None:
+                    progress(len(batch))
         self.settle()
         return done
 
@@ -224,7 +224,7 @@ class SearchIndex:
         self.db.execute(_SETTLED.format(where=f"q.uid IN ({marks}) AND"), uids)
 
     def _read(self, row: _Pending, locator: Locator) -> tuple[Doc, str | None]:
-        return _read(self.store, locator, self.max_bytes, row)
+        return _read(locator, self.max_bytes, row)
 
     def _write(self, batch: list[tuple[_Pending, Entry]]) -> None:
         now = int(time.time())
@@ -254,7 +254,6 @@ class _Feeder:
         self.inflight: deque[tuple[list[_Pending], Future[list[Entry]] | None]] = deque()
         self.queued = self.last = 0
         self.broken = False
-        self.locator = Locator(index.store)
         self.root, self.method = str(index.store.root), index.store.compression
 
     def fill(self, full_pages_only: bool = False) -> None:
@@ -322,7 +321,8 @@ class _Feeder:
             except Exception as exc:  # a worker died (e.g. out of memory)
                 log.warning("search index: a worker process failed (%s); parsing here", exc)
                 self.broken = True
-        return [_entry(*self.index._read(row, self.locator)) for row in rows]
+        with Locator(self.index.store) as locator:
+            return [_entry(*self.index._read(row, locator)) for row in rows]
 
 
 class IndexAlongside:
@@ -399,14 +399,14 @@ class IndexAlongside:
                 feeder.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _read(store: Store, locator: Locator, max_bytes: int, row: _Pending) -> tuple[Doc, str | None]:
+def _read(locator: Locator, max_bytes: int, row: _Pending) -> tuple[Doc, str | None]:
     """The message's document, or one made from the DB row and the reason why the file
     could not be read (the message stays findable by subject and sender)."""
     found = locator.find(row.dirname, row.base, row.filename)
     if found is None:
         return Doc(subject=row.subject, sender=row.from_addr), "file missing"
     try:
-        data = store.read_message(found.dirname, found.subdir, found.filename, max_bytes)
+        data = locator.read(found, max_bytes)
         return make_doc(data), None
     except (StoreError, OSError) as exc:
         log.warning("search index: cannot read message %d: %s", row.uid, exc)
@@ -451,6 +451,5 @@ def _by_size(rows: list[_Pending], budget: int) -> list[_Pending]:
 
 def _parse_page(root: str, compression: str, max_bytes: int, rows: list[_Pending]) -> list[Entry]:
     """In a worker process: read and parse one page of messages (no DB access)."""
-    store = Store(root, compression=compression)
-    locator = Locator(store)
-    return [_entry(*_read(store, locator, max_bytes, row)) for row in rows]
+    with Locator(Store(root, compression=compression)) as locator:
+        return [_entry(*_read(locator, max_bytes, row)) for row in rows]

@@ -187,18 +187,23 @@ def read_message(path: Path | str, limit: int | None = None) -> bytes:
     except OSError as exc:
         raise StoreError(f"cannot open {path}: {exc.strerror}") from exc
     with raw:
-        try:
-            method = detect(raw.read(4))
-            raw.seek(0)
-        except OSError as exc:
-            raise StoreError(f"cannot read {path}: {exc.strerror}") from exc
-        out = bytearray()
-        for chunk in _decoded(raw, method, str(path), whole=True):
-            out += chunk
-            if limit is not None and len(out) >= limit:
-                del out[limit:]
-                break
-        return bytes(out)
+        return read_all(raw, str(path), limit)
+
+
+def read_all(raw: BinaryIO, name: str, limit: int | None = None) -> bytes:
+    """:func:`read_message` of an open file (at its start), named ``name`` in errors."""
+    try:
+        method = detect(raw.read(4))
+        raw.seek(0)
+    except OSError as exc:
+        raise StoreError(f"cannot read {name}: {exc.strerror}") from exc
+    out = bytearray()
+    for chunk in _decoded(raw, method, name, whole=True):
+        out += chunk
+        if limit is not None and len(out) >= limit:
+            del out[limit:]
+            break
+    return bytes(out)
 
 
 # ---------------------------------------------------------------------------- writing
