@@ -15,6 +15,7 @@ from axsync.statedb import StateDB
 from axsync.store import commit as commit_mod
 from axsync.store import writer
 
+from .archive_check import server_mails
 from .conftest import MakeEnv
 
 
@@ -221,5 +222,44 @@ def test_adopted_files_names_durable_before_their_rows(
             unsynced.discard(what)
         elif kind == "row" and what in cur_of:
             assert cur_of[what] not in unsynced, f"row for {what} before its directory was synced"
+    env.check()
+    env.verify_clean()
+
+
+def test_a_pull_stopped_while_recording_costs_no_download(
+        make_env: MakeEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows are recorded in big transactions (pull.RECORD_ROWS): a pull stopped in the
+    middle of one leaves every file of it durable and unrecorded, and the next run adopts
+    them all (verified) without downloading any again."""
+    from axsync.sync import pull as pull_mod
+
+    env = make_env("10.6", messages=120, concurrency=4)
+    monkeypatch.setattr(pull_mod, "RECORD_ROWS", 40)
+    real_record = pull_mod.Puller._record_download
+    recorded: list[str] = []
+
+    def record(self: Any, mail: Any, *args: Any) -> None:
+        if len(recorded) == 60:  # in the middle of the second transaction
+            raise KeyboardInterrupt
+        real_record(self, mail, *args)
+        recorded.append(mail.id)
+
+    monkeypatch.setattr(pull_mod.Puller, "_record_download", record)
+    with pytest.raises(KeyboardInterrupt):
+        env.run()
+    monkeypatch.setattr(pull_mod.Puller, "_record_download", real_record)
+    with env.db() as db:
+        kept = {r[0] for r in db.execute("SELECT mail_id FROM messages").fetchall()}
+    # The first transaction (40 rows or a few more: the rows of every group that came
+    # back before the count was checked), not the one stopped.
+    assert 40 <= len(kept) < 60 and kept == set(recorded[:len(kept)])
+    on_disk = sum(1 for p in env.maildir.rglob("cur/*"))
+    assert on_disk > 60
+    env.fake.reset_counters()
+    report = env.ok()
+    sources = sum(n for route, n in env.fake.counters.items() if route.endswith("/source"))
+    total = sum(len(ms) for ms in server_mails(env.fake, env.account.exclude).values())
+    assert sources == total - on_disk  # the unrecorded files were adopted, not fetched
+    assert report.pulled.new == total - len(kept)
     env.check()
     env.verify_clean()
