@@ -1152,6 +1152,9 @@ class Puller:
         if self.observer is not None:
             self.observer.downloads_started(todo_count)
         self._prepare_keywords(staging, dir_of)
+        # An archive without a message yet (an initial pull) has nothing a mail could be
+        # archived as already: no lookup per mail.
+        archived = self.db.execute("SELECT 1 FROM messages LIMIT 1").fetchone() is not None
         # Results come back in lists through one queue: a group commit's files (one list per
         # group, see GroupCommit), or one failed download. Waiting on the set of in-flight
         # futures cost the main thread a pass over all of them per finished download.
@@ -1211,7 +1214,7 @@ class Puller:
                     dirname = dir_of.get(mail.folder_id)
                     if dirname is None:
                         continue
-                    known = self.db.message_by_mail_id(mail.id)
+                    known = self.db.message_by_mail_id(mail.id) if archived else None
                     if known is not None and kind == "new":
                         continue  # already archived (a resumed run)
                     unique = unique_for(mail, self.host, known.base if known is not None else "")
