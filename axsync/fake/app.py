@@ -83,13 +83,28 @@ class RouteTable:
                 continue
             shapes.setdefault(len(shape), []).append((shape, route))
         self._shapes = shapes
+        # Per segment count, the literals each position has in some route: a request's
+        # segments reduce to a key (a segment that is no such literal -> None, e.g. an id)
+        # that decides the candidates, which are worked out once per key.
+        self._literals = {n: [frozenset(shape[i] for shape, _ in bucket if shape[i] is not None)
+                              for i in range(n)]
+                          for n, bucket in (shapes or {}).items()}
+        self._by_key: dict[tuple[str | None, ...], list[BaseRoute]] = {}
 
     def candidates(self, scope: Scope) -> Sequence[BaseRoute]:
         if self._shapes is None:
             return self.routes
         parts = get_route_path(scope).split("/")
-        return [route for shape, route in self._shapes.get(len(parts), ())
-                if all(s is None or s == p for s, p in zip(shape, parts, strict=True))]
+        literals = self._literals.get(len(parts))
+        if literals is None:
+            return []
+        key = tuple(p if p in lits else None for p, lits in zip(parts, literals, strict=True))
+        found = self._by_key.get(key)
+        if found is None:
+            found = self._by_key[key] = [
+                route for shape, route in self._shapes[len(parts)]
+                if all(s is None or s == k for s, k in zip(shape, key, strict=True))]
+        return found
 
     def match(self, scope: Scope) -> tuple[BaseRoute, Scope] | None:
         """The route starlette's router would pick (the first full match, else the first

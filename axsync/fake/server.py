@@ -142,6 +142,7 @@ class FakeAxigen:
             lifespan="off",
             log_config=None,
             access_log=False,
+            proxy_headers=False,  # nothing forwards to the fake: no X-Forwarded-* to read
             timeout_graceful_shutdown=2,
         )
 
