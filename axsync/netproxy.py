@@ -24,77 +24,138 @@ import os
 import signal
 import subprocess
 import sys
+from collections import deque
 from types import TracebackType
+from typing import cast
 
-CHUNK = 256 * 1024
-
-
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
-    """Copy ``reader`` to ``writer``, each chunk ``delay`` seconds after it arrived."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[float, bytes | None]] = asyncio.Queue()
-
-    async def deliver() -> None:
-        while True:
-            due, data = await queue.get()
-            wait = due - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            if data is None:
-                with contextlib.suppress(OSError, RuntimeError):
-                    if writer.can_write_eof():
-                        writer.write_eof()
-                return
-            writer.write(data)
-            await writer.drain()
-
-    sender = asyncio.create_task(deliver())
-    try:
-        while True:
-            data = await reader.read(CHUNK)
-            queue.put_nowait((loop.time() + delay, data or None))
-            if not data:
-                break
-        await sender
-    except (OSError, asyncio.IncompleteReadError):
-        sender.cancel()
-    finally:
-        if not sender.done():
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await sender
+_EOF = object()  # the sender shut down its writing: shut down the peer's, after the delay
+_CLOSE = object()  # the sender's connection is gone: close the peer's, after the delay
+HIGH = 4 * 1024 * 1024  # stop reading a side while this many of its bytes are on their way
+LOW = 1024 * 1024
 
 
-async def _handle(
-    client_r: asyncio.StreamReader,
-    client_w: asyncio.StreamWriter,
-    target: tuple[str, int],
-    delay: float,
-) -> None:
-    try:
-        server_r, server_w = await asyncio.open_connection(*target)
-    except OSError:
-        client_w.close()
-        return
-    try:
-        await asyncio.gather(
-            _pump(client_r, server_w, delay), _pump(server_r, client_w, delay),
-            return_exceptions=True,
-        )
-    finally:
-        for w in (client_w, server_w):
+class _Side(asyncio.Protocol):
+    """One socket of a proxied connection. Everything it receives reaches its peer
+    ``delay`` seconds later, in order: one timer per chunk, each delivering the oldest
+    chunk still on its way (so equal due times cannot reorder them). It stops reading
+    while more than :data:`HIGH` bytes are on their way or the peer's send buffer is
+    full. (Callbacks and timers, not a pair of tasks, a queue and a sleep per chunk: the
+    proxy shares the machine with what it measures.)"""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
+        self.loop = loop
+        self.delay = delay
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Side | None = None
+        self.line: deque[bytes | object] = deque()
+        self.waiting = 0
+        self.full = False  # our send buffer is over its limit (the peer stops reading)
+        self.reading = True
+        self.held = True  # not reading until both sides are connected and linked
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast("asyncio.Transport", transport)
+        self.throttle()
+
+    def data_received(self, data: bytes) -> None:
+        self.waiting += len(data)
+        self._send_later(data)
+        self.throttle()
+
+    def eof_received(self) -> bool:
+        self._send_later(_EOF)
+        return True  # keep our sending side open: the peer may still answer
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._send_later(_CLOSE)
+
+    def pause_writing(self) -> None:
+        self.full = True
+        if self.peer is not None:
+            self.peer.throttle()
+
+    def resume_writing(self) -> None:
+        self.full = False
+        if self.peer is not None:
+            self.peer.throttle()
+
+    def _send_later(self, item: bytes | object) -> None:
+        self.line.append(item)
+        self.loop.call_at(self.loop.time() + self.delay, self._deliver)
+
+    def _deliver(self) -> None:
+        item = self.line.popleft()
+        peer = self.peer.transport if self.peer is not None else None
+        if isinstance(item, bytes):
+            self.waiting -= len(item)
+            if peer is not None and not peer.is_closing():
+                peer.write(item)
+            self.throttle()
+        elif peer is None:
+            pass
+        elif item is _EOF:
             with contextlib.suppress(OSError, RuntimeError):
-                w.close()
+                if not peer.is_closing() and peer.can_write_eof():
+                    peer.write_eof()
+        else:
+            peer.close()
+
+    def throttle(self) -> None:
+        """Read or not, as the bytes on their way and the peer's send buffer say."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        stop = self.held or self.waiting > HIGH or (self.peer is not None and self.peer.full)
+        go = not self.held and self.waiting < LOW and not (self.peer is not None and self.peer.full)
+        if stop and self.reading:
+            self.transport.pause_reading()
+            self.reading = False
+        elif go and not self.reading:
+            self.transport.resume_reading()
+            self.reading = True
+
+
+class _Client(_Side):
+    """The side a client connected to: connects to the target, then links the two."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float,
+                 target: tuple[str, int]) -> None:
+        super().__init__(loop, delay)
+        self.target = target
+        self.gone = False
+        self.connecting: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.connecting = self.loop.create_task(self._connect())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.gone = True
+        super().connection_lost(exc)
+
+    async def _connect(self) -> None:
+        assert self.transport is not None
+        try:
+            _, upstream = await self.loop.create_connection(
+                lambda: _Side(self.loop, self.delay), *self.target)
+        except OSError:
+            self.transport.close()
+            return
+        if self.gone:  # the client left meanwhile (its CLOSE found no peer)
+            assert upstream.transport is not None
+            upstream.transport.close()
+            return
+        self.peer, upstream.peer = upstream, self
+        for side in (self, upstream):
+            side.held = False
+            side.throttle()
 
 
 async def serve(listen: tuple[str, int], target: tuple[str, int], rtt: float,
                 ready: asyncio.Future[int] | None = None) -> None:
     """Serve until cancelled; ``ready`` gets the bound port."""
     delay = max(0.0, rtt) / 2
-
-    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        await _handle(r, w, target, delay)
-
-    server = await asyncio.start_server(handle, *listen, limit=CHUNK * 4)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _Client(loop, delay, target), *listen)
     port = int(server.sockets[0].getsockname()[1])
     if ready is not None:
         ready.set_result(port)

@@ -48,13 +48,13 @@ def test_session_cpu_sums_live_members_and_reaped_ones() -> None:
         assert leader.stdout is not None
         live = int(leader.stdout.readline())
         first = session_cpu_s(leader.pid)
-        assert first >= 0.3  # the reaped child
+        assert first >= 0.25  # the reaped child (0.3 s, counted in 10 ms ticks)
         time.sleep(0.5)
         second = session_cpu_s(leader.pid)
         live_cpu = process_cpu_s(live)
         assert live_cpu > 0.1
         assert second - first >= 0.25  # the live child burned meanwhile
-        assert second >= 0.3 + live_cpu - 0.05
+        assert second >= 0.25 + live_cpu - 0.05
         # Not counted: processes outside the session (this one, burning right now).
         assert session_cpu_s(leader.pid) < process_cpu_s(leader.pid) + live_cpu + 0.2
     finally:
@@ -65,7 +65,7 @@ def test_machine_cpu_grows_by_at_least_what_a_process_burned() -> None:
     before = machine_cpu_s()
     subprocess.run(burn(0.4), check=True)
     after = machine_cpu_s()
-    assert after["busy"] - before["busy"] >= 0.35
+    assert after["busy"] - before["busy"] >= 0.3
     assert after["steal"] >= before["steal"] >= 0
 
 
@@ -82,7 +82,7 @@ def test_meters_pick_the_server_of_the_tool() -> None:
         meters = Meters(fake.pid, dovecot.pid, {"fake": dovecot.pid})
         ax = meters.snapshot("axsync-noindex")
         mb = meters.snapshot("mbsync")
-        assert ax["server_cpu_s"] >= 0.3 > mb["server_cpu_s"]
+        assert ax["server_cpu_s"] >= 0.25 > mb["server_cpu_s"]  # 0.3 s burned, in ticks
         assert ax["proxy_cpu_s"] == process_cpu_s(dovecot.pid) < 0.3
         assert mb["proxy_cpu_s"] == 0.0  # no proxy in front of Dovecot (0 ms)
         assert set(ax) == {"server_cpu_s", "proxy_cpu_s", "machine_busy_s", "steal_s"}
