@@ -122,3 +122,33 @@ def test_mangled_messages_never_raise(data: st.DataObject) -> None:
     for _, part in mm.walk(msg):
         mm.part_bytes(part)
     make_doc(mangled)
+
+
+def test_part_metadata_shared_by_header_lines_is_what_each_part_would_get() -> None:
+    """meta() reuses the Meta of parts with the same Content-Type, Content-Disposition and
+    Content-ID lines (and default type): over the generated corpus and the hand-made
+    mails, every part's Meta equals the one made for that part alone."""
+    from axsync.fake.corpus import generate
+
+    raws = [m.raw for seed in (1, 2) for m in generate(seed, 200, big_messages=1).messages]
+    raws += [m.raw for m in sample_mails().values()]
+    mm._META_BY_HEADERS.clear()
+    checked = 0
+    for raw in raws:
+        for _, part in mm.walk(mm.parse(raw)):
+            assert mm.meta(part) == mm._make_meta(part)
+            checked += 1
+    assert checked > len(raws) and 0 < len(mm._META_BY_HEADERS) < checked / 2
+
+
+def test_part_metadata_keeps_apart_what_only_the_default_type_tells_apart() -> None:
+    digest = (b"Content-Type: multipart/digest; boundary=D\r\n\r\n--D\r\n\r\n"
+              b"Subject: inner\r\n\r\nhi\r\n--D--\r\n")
+    mixed = (b"Content-Type: multipart/mixed; boundary=M\r\n\r\n--M\r\n\r\n"
+             b"just text\r\n--M--\r\n")
+    in_digest = mm.children_of(mm.parse(digest))[0]
+    in_mixed = mm.children_of(mm.parse(mixed))[0]
+    assert mm.meta(in_digest).ctype == "message/rfc822"
+    assert mm.meta(in_mixed).ctype == "text/plain"
+    again = mm.children_of(mm.parse(digest))[0]
+    assert mm.meta(again).ctype == "message/rfc822"
