@@ -122,7 +122,7 @@ class _Client(_Side):
         super().__init__(loop, delay)
         self.target = target
         self.gone = False
-        self.connecting: asyncio.Task[None] | None = None
+        self.connecting: asyncio.Task[None] | None = None  # held: the loop keeps weak refs
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)

@@ -186,13 +186,23 @@ def meta(part: Message) -> Meta:
 
 def _meta_key(part: Message) -> tuple[object, ...] | None:
     """Everything :func:`_make_meta` reads of ``part``, or None if a value is not the
-    plain text received (a header object set by a program)."""
-    table = _header_table(part)
-    values = tuple(tuple(table.get(name, ())) for name in ("content-type", "content-disposition",
-                                                             "content-id"))
-    if any(type(v) is not str for group in values for v in group):
+    plain text received (a header object set by a program) or the headers cannot be
+    read (then ``_header_table`` is empty, like a part without headers, but
+    :func:`_make_meta` may answer otherwise)."""
+    try:
+        items = part.raw_items()
+        values: dict[str, list[str]] = {"content-type": [], "content-disposition": [],
+                                        "content-id": []}
+        for k, v in items:
+            group = values.get(k.lower())
+            if group is not None:
+                if type(v) is not str:
+                    return None
+                group.append(v)
+        return (part.get_default_type(), part.policy,
+                *(tuple(group) for group in values.values()))
+    except Exception:
         return None
-    return (part.get_default_type(), part.policy, *values)
 
 
 def _params(part: Message, header: str) -> dict[str, Any]:

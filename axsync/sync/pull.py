@@ -77,9 +77,10 @@ LISTING_PAGE = 500
 # Downloaded files (durable already) are recorded in one transaction per RECORD_ROWS
 # rows or RECORD_EVERY_S seconds. Each transaction rewrites every page it touches of the
 # messages table's indexes on random keys (mail id, base, Message-ID, sha256...): 1000
-# rows / 2 s wrote 2.74 GB for a 100k pull with the index, 5000 / 6 s 2.39 GB, with 10 %
-# less CPU (20000 / 15 s: no better). A kill loses the rows of one transaction at most;
-# the next run adopts their files (verified, not downloaded again).
+# rows / 2 s wrote 2.74 GB for a 100k pull with the index, 5000 rows / 6 s 2.39 GB, with
+# 10 % less CPU (20000 / 15 s: no better). At those rates 5000 rows come before 5 s. A
+# kill loses the rows of one transaction at most; the next run adopts their files
+# (verified, not downloaded again).
 RECORD_ROWS = 5000
 RECORD_EVERY_S = 5.0
 
