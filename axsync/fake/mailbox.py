@@ -270,12 +270,6 @@ class Mailbox(MailboxQueries):
         with self._lock:
             return self._copy_mail(self._mail(mail_id))
 
-    def mail_source(self, mail_id: str) -> bytes:
-        """A mail's bytes (:meth:`get_mail`'s ``raw``, without copying the rest: its
-        conversation, sorted labels...); NotFoundError as there."""
-        with self._lock:
-            return self._mail(mail_id).content.raw
-
     # ------------------------------------------------------------------ mails (write)
 
     def _mail_folder(self, folder_id: str) -> _Folder:

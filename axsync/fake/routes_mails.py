@@ -127,20 +127,21 @@ def notspam_mail(call: Call) -> Response:
 
 @endpoint()
 def source(call: Call) -> Response:
-    return Response(call.mailbox.mail_source(call.path["mailId"]), media_type="message/rfc822")
+    raw = call.mailbox.get_mail(call.path["mailId"]).raw
+    return Response(raw, media_type="message/rfc822")
 
 
 @endpoint()
 def source_download(call: Call) -> Response:
     mail_id = call.path["mailId"]
-    raw = call.mailbox.mail_source(mail_id)
+    raw = call.mailbox.get_mail(mail_id).raw
     headers = {"Content-Disposition": f'attachment; filename="{mail_id}.eml"'}
     return Response(raw, media_type="message/rfc822", headers=headers)
 
 
 @endpoint()
 def source_headers(call: Call) -> Response:
-    raw = call.mailbox.mail_source(call.path["mailId"])
+    raw = call.mailbox.get_mail(call.path["mailId"]).raw
     return Response(header_block(raw), media_type="text/plain")
 
 

@@ -85,17 +85,6 @@ def test_folder_id_lookups(mb: Mailbox) -> None:
 # ---------------------------------------------------------------------------- mails
 
 
-def test_mail_source_is_the_mails_bytes(mb: Mailbox) -> None:
-    inbox, sent = mb.folder_id("INBOX"), mb.folder_id("Sent")
-    raw = raw_message()
-    mail = mb.add_mail(inbox, raw, date=5)
-    assert mb.mail_source(mail) == mb.get_mail(mail).raw == raw
-    moved = mb.move_mail(mail, sent)
-    assert mb.mail_source(moved) == raw
-    with pytest.raises(NotFoundError):
-        mb.mail_source(mail)
-
-
 def test_move_changes_id_by_default_and_keeps_it_when_told(mb: Mailbox) -> None:
     inbox, sent = mb.folder_id("INBOX"), mb.folder_id("Sent")
     mail = mb.add_mail(inbox, raw_message(), date=5)
