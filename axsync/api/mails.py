@@ -39,6 +39,11 @@ if TYPE_CHECKING:
     from axsync.api.aio import AsyncSource
 
 CHUNK = 64 * 1024
+#: Mails per page of ``GET /api/v1/mails/delta``: an initial pull lists every mail this
+#: way, one page after another per folder. 1000 instead of 500 took a 10k pull at 20 ms
+#: from 6.74-7.02 to 6.56-6.70 s (medians of two batches of four alternating runs): half
+#: the round trips before the first download. A server that allows fewer clamps it.
+DELTA_PAGE = 1000
 _CAMEL = re.compile(r"_([a-z])")
 
 
@@ -97,7 +102,7 @@ class MailsMixin(ClientBase):
 
     # ------------------------------------------------------------------ delta
 
-    def mails_delta(self, folder_id: str, sync_token: str | None, limit: int = 500) -> MailDelta:
+    def mails_delta(self, folder_id: str, sync_token: str | None, limit: int = DELTA_PAGE) -> MailDelta:
         """One page of ``GET /api/v1/mails/delta`` (Axigen >= 10.6.6). ``sync_token`` None
         starts a full round (every mail reported new). When ``more_available`` is set, call
         again with the returned (intermediate) token.
@@ -116,7 +121,7 @@ class MailsMixin(ClientBase):
         return wire.parse_mail_delta(data, MAILS_DELTA.key, folder_id)
 
     def iter_mails_delta(
-        self, folder_id: str, sync_token: str | None, limit: int = 500
+        self, folder_id: str, sync_token: str | None, limit: int = DELTA_PAGE
     ) -> Iterator[MailDelta]:
         """Every page of the delta since ``sync_token``, following ``moreAvailable``; the
         last page's ``sync_token`` is the one to store. MalformedReply if the server says

@@ -268,6 +268,25 @@ def test_mails_delta(client: ApiClient, fake: FakeAxigen, api_version: str) -> N
         client.mails_delta(folder, "garbage")
 
 
+def test_mails_delta_asks_for_big_pages_and_follows_a_server_that_clamps(
+    make_fake: MakeFake, make_client: MakeClient
+) -> None:
+    """The client asks for DELTA_PAGE mails per delta page; a server that hands out
+    fewer (here 7) is followed page by page to the same, complete result."""
+    from axsync.api.mails import DELTA_PAGE
+
+    fake = make_fake(DELTA, max_page_size=7)
+    recorder = Recorder()
+    client = make_client(fake, transport=recorder)
+    folder = inbox(fake)
+    pages = list(client.iter_mails_delta(folder, None))
+    expected = set(admin_view(fake, folder))
+    assert {m.id for p in pages for m in p.new} == expected
+    assert len(pages) == max(1, -(-len(expected) // 7)) > 1
+    asked = [r.url.params.get("limit") for r in recorder.sent if r.url.path.endswith("/mails/delta")]
+    assert asked == [str(DELTA_PAGE)] * len(pages) and DELTA_PAGE == 1000
+
+
 # ---------------------------------------------------------------------------- one mail
 
 
