@@ -91,9 +91,10 @@ class _Side(asyncio.Protocol):
             if peer is not None and not peer.is_closing():
                 peer.write(item)
             self.throttle()
-        elif peer is None:
-            pass
-        elif item is _EOF:
+            return
+        if peer is None:
+            return
+        if item is _EOF:
             with contextlib.suppress(OSError, RuntimeError):
                 if not peer.is_closing() and peer.can_write_eof():
                     peer.write_eof()
@@ -104,8 +105,9 @@ class _Side(asyncio.Protocol):
         """Read or not, as the bytes on their way and the peer's send buffer say."""
         if self.transport is None or self.transport.is_closing():
             return
-        stop = self.held or self.waiting > HIGH or (self.peer is not None and self.peer.full)
-        go = not self.held and self.waiting < LOW and not (self.peer is not None and self.peer.full)
+        blocked = self.held or (self.peer is not None and self.peer.full)
+        stop = blocked or self.waiting > HIGH
+        go = not blocked and self.waiting < LOW
         if stop and self.reading:
             self.transport.pause_reading()
             self.reading = False
@@ -121,16 +123,11 @@ class _Client(_Side):
                  target: tuple[str, int]) -> None:
         super().__init__(loop, delay)
         self.target = target
-        self.gone = False
         self.connecting: asyncio.Task[None] | None = None  # held: the loop keeps weak refs
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.connecting = self.loop.create_task(self._connect())
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.gone = True
-        super().connection_lost(exc)
 
     async def _connect(self) -> None:
         assert self.transport is not None
@@ -140,7 +137,7 @@ class _Client(_Side):
         except OSError:
             self.transport.close()
             return
-        if self.gone:  # the client left meanwhile (its CLOSE found no peer)
+        if self.transport.is_closing():  # the client left meanwhile (its CLOSE found no peer)
             assert upstream.transport is not None
             upstream.transport.close()
             return

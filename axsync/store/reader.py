@@ -19,12 +19,12 @@ from types import TracebackType
 
 from axsync.errors import StoreError, UnsafeName
 from axsync.store import compress
-from axsync.store.names import check_filename, is_safe_dirname
+from axsync.store.maildir import SUBDIRS
+from axsync.store.names import ROOT, check_filename, is_safe_dirname
 
 __all__ = ["MAX_DIRS", "FileReader"]
 
 MAX_DIRS = 64
-_ROOT = ""
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -90,7 +90,7 @@ class FileReader:
         fd = self._dirs.get(key)
         if fd is not None:
             return fd
-        if subdir not in ("cur", "new", "tmp"):
+        if subdir not in SUBDIRS:
             raise UnsafeName(f"{subdir!r} is not cur, new or tmp")
         if not is_safe_dirname(dirname):
             raise UnsafeName(f"unsafe folder directory name {dirname!r}")
@@ -99,7 +99,7 @@ class FileReader:
         except OSError as exc:
             raise StoreError(f"cannot open {self.root}: {exc.strerror}") from exc
         try:
-            folder = top if dirname == _ROOT else self._open_dir(dirname, top, dirname)
+            folder = top if dirname == ROOT else self._open_dir(dirname, top, dirname)
             if folder is None:
                 return None
             try:

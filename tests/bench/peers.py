@@ -49,8 +49,8 @@ from axsync.netproxy import LatencyProxy  # noqa: E402
 from tests.interop.dovecot import (  # noqa: E402
     TEST_USER,
     DovecotServer,
-    _session_members,
     dovecot_version,
+    session_members,
 )
 
 SEED = 20260101
@@ -322,7 +322,7 @@ def session_cpu_s(leader: int) -> float:
     log, config, anvil, login and imap processes). A child's time moves into the leader's
     ``cutime`` once reaped, so the sum only grows."""
     total = process_cpu_s(leader)
-    for pid in _session_members(leader):
+    for pid in session_members(leader):
         if pid != leader:
             with contextlib.suppress(OSError):
                 total += sum(_cpu_fields(pid)[:2]) / CLK_TCK
@@ -348,14 +348,19 @@ class Meters:
     dovecot_pid: int
     proxy_pids: dict[str, int]  # "fake" / "dovecot" -> the proxy's pid (none at 0 ms)
 
-    def snapshot(self, tool: str) -> dict[str, float]:
+    def machine(self) -> dict[str, float]:
+        m = machine_cpu_s()
+        return {"machine_busy_s": m["busy"], "steal_s": m["steal"]}
+
+    def processes(self, tool: str) -> dict[str, float]:
         side = "fake" if tool.startswith("axsync") else "dovecot"
         server = (process_cpu_s(self.fake_pid) if side == "fake"
                   else session_cpu_s(self.dovecot_pid))
         proxy = self.proxy_pids.get(side)
-        m = machine_cpu_s()
-        return {"server_cpu_s": server, "proxy_cpu_s": process_cpu_s(proxy) if proxy else 0.0,
-                "machine_busy_s": m["busy"], "steal_s": m["steal"]}
+        return {"server_cpu_s": server, "proxy_cpu_s": process_cpu_s(proxy) if proxy else 0.0}
+
+    def snapshot(self, tool: str) -> dict[str, float]:
+        return {**self.processes(tool), **self.machine()}
 
 
 def count_messages(root: Path) -> int:
@@ -371,9 +376,11 @@ def run_tool(tool: str, cfg: Path, work: Path, label: str,
     log = work / f"{tool}-{label}.log"
     before = meters.snapshot(tool) if meters else {}
     t = timed(tool_argv(tool, cfg), log)
+    after: dict[str, float] = {}
     if meters:
+        after = meters.machine()  # at once: the pause below is not the run's
         time.sleep(0.2)  # let Dovecot's master reap the imap process that just logged out
-    after = meters.snapshot(tool) if meters else {}
+        after.update(meters.processes(tool))
     row: dict[str, Any] = {"wall_s": round(t.wall_s, 2), "cpu_s": round(t.cpu_s, 2),
                            "peak_rss_mb": round(t.peak_rss_mb, 1), "exit_code": t.exit_code}
     row.update({k: round(after[k] - before[k], 2) for k in after})

@@ -934,7 +934,7 @@ class DovecotServer:
                 proc.wait(_STOP_TIMEOUT)
         # Children (auth, log, imap ...) share the master's session; normally they exit
         # with it. Kill any straggler by pid.
-        for pid in _session_members(proc.pid):
+        for pid in session_members(proc.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
@@ -987,7 +987,7 @@ class DovecotServer:
                 and not re.search(r"master: Warning: Killed with signal 15 ", line)]
 
 
-def _session_members(sid: int) -> list[int]:
+def session_members(sid: int) -> list[int]:
     """Pids of live processes in session ``sid`` (the one ``start_new_session`` made)."""
     pids: list[int] = []
     for entry in os.listdir("/proc"):

@@ -31,7 +31,6 @@ from .dovecot import (
     FetchedMessage,
     _parse_fetch,
     _parse_internaldate,
-    _session_members,
     crlf,
     fetch_all,
     imap_body,
@@ -42,6 +41,7 @@ from .dovecot import (
     mutf7_decode,
     mutf7_encode,
     requires_dovecot,
+    session_members,
     skip_reason,
 )
 
@@ -260,7 +260,7 @@ def test_serves_hand_built_maildir_from_a_copy(tmp_path: Path) -> None:
         assert pid is not None
 
     assert not _alive(pid)
-    assert _session_members(pid) == []
+    assert session_members(pid) == []
     assert not _port_open(port)
     assert not copy_dir.exists()
     assert snapshot(built.root) == before  # the archive under test is untouched
@@ -281,7 +281,7 @@ def test_stops_dovecot_when_the_test_fails(tmp_path: Path) -> None:
         raise RuntimeError("boom")
     assert pid is not None
     assert not _alive(pid)
-    assert _session_members(pid) == []
+    assert session_members(pid) == []
     assert not runtime.exists()
     assert conn.state == "LOGOUT"
     dv.stop()  # idempotent
