@@ -56,17 +56,59 @@ _LOW = 64 * 1024
 _ERROR_BODY_LIMIT = 64 * 1024
 
 
-class _Stream(asyncio.Protocol):
-    """One connection: a receive buffer with flow control, EOF and timeouts."""
+#: How often the read deadlines of waiting connections are checked (a read timeout
+#: fires up to this much late).
+WATCH_TICK = 0.25
+
+
+class _Watch:
+    """The read deadlines of one pool's connections, checked every :data:`WATCH_TICK`
+    seconds by one timer while a connection waits. ``asyncio.timeout`` around every wait
+    for data cost 4-6 µs each (a context, a timer in the loop's heap, a cancel), about as
+    much as the wait itself, and a download waits two or three times."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._waiting: set[_Stream] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, stream: _Stream) -> None:
+        self._waiting.add(stream)
+        if self._timer is None:
+            self._timer = self._loop.call_later(WATCH_TICK, self._check)
+
+    def discard(self, stream: _Stream) -> None:
+        self._waiting.discard(stream)
+
+    def _check(self) -> None:
+        self._timer = None
+        now = self._loop.time()
+        for stream in [s for s in self._waiting if s.deadline <= now]:
+            self._waiting.discard(stream)
+            stream.expire()
+        if self._waiting:
+            self._timer = self._loop.call_later(WATCH_TICK, self._check)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._waiting.clear()
+
+
+class _Stream(asyncio.Protocol):
+    """One connection: a receive buffer with flow control, EOF and timeouts."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, watch: _Watch | None = None) -> None:
+        self._loop = loop
+        self._watch = watch
         self._buf = bytearray()
         self._eof = False
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
         self.transport: asyncio.Transport | None = None
         self.timeout: float | None = None
+        self.deadline = 0.0  # of the current wait for data (loop time), with a timeout
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -95,15 +137,29 @@ class _Stream(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def expire(self) -> None:
+        """The current wait for data took longer than :attr:`timeout` (from the watch)."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TimeoutError())
+
     async def _wait(self) -> None:
         self._waiter = self._loop.create_future()
+        watch = self._watch if self.timeout is not None else None
         try:
-            async with asyncio.timeout(self.timeout):
+            if watch is not None:
+                self.deadline = self._loop.time() + self.timeout  # type: ignore[operator]
+                watch.add(self)
                 await self._waiter
+            else:
+                async with asyncio.timeout(self.timeout):
+                    await self._waiter
         except TimeoutError as exc:
             raise httpx.ReadTimeout("timed out reading the reply") from exc
         finally:
             self._waiter = None
+            if watch is not None:
+                watch.discard(self)
 
     def _taken(self, n: int) -> bytes:
         data = bytes(self._buf[:n])
@@ -156,6 +212,7 @@ class AsyncPool:
     def __init__(self, ssl_context: ssl.SSLContext | None) -> None:
         self._ssl_context = ssl_context
         self._idle: dict[Key, list[_Stream]] = {}
+        self._watch: _Watch | None = None
 
     async def acquire(self, key: Key, timeout: float | None) -> _Stream:
         idle = self._idle.get(key)
@@ -166,13 +223,16 @@ class AsyncPool:
             stream.close()
         scheme, host, port = key
         loop = asyncio.get_running_loop()
+        watch = self._watch
+        if watch is None:
+            watch = self._watch = _Watch(loop)
         tls = None
         if scheme == "https":
             tls = self._ssl_context or ssl.create_default_context()
         try:
             async with asyncio.timeout(timeout):
                 _transport, stream = await loop.create_connection(
-                    lambda: _Stream(loop), host, port, ssl=tls,
+                    lambda: _Stream(loop, watch), host, port, ssl=tls,
                     server_hostname=host if tls is not None else None)
         except TimeoutError as exc:
             raise httpx.ConnectTimeout("timed out connecting") from exc
@@ -188,6 +248,8 @@ class AsyncPool:
             for stream in streams:
                 stream.close()
         self._idle.clear()
+        if self._watch is not None:
+            self._watch.close()
 
 
 class Reply:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -26,6 +27,11 @@ from axsync.store.names import (
 _BUFFER = 256 * 1024
 
 
+@functools.lru_cache(maxsize=1024)
+def _cur_of(folder_dir: Path) -> Path:
+    return folder_dir / "cur"
+
+
 @dataclass(frozen=True, slots=True)
 class StoredFile:
     """A committed message: where it is and what it holds (uncompressed size, vsize with
@@ -43,7 +49,7 @@ class StoredFile:
 class SealedFile:
     """A message complete in ``tmp/`` (:meth:`MessageWriter.seal`), not yet in ``cur/``."""
 
-    tmp: Path
+    tmp: str  # path of the file in tmp/
     cur: Path
     stored: StoredFile
 
@@ -51,7 +57,7 @@ class SealedFile:
         """Rename it into ``cur/`` (never over an existing name). The caller has made its
         content durable first, and makes the name durable (fsync of ``cur/``) before it
         records it anywhere. StoreError (the temporary file removed) if it cannot be."""
-        final = self.cur / self.stored.filename
+        final = os.path.join(self.cur, self.stored.filename)  # (no Path: per message)
         try:
             if os.path.lexists(final):
                 raise FileExistsError(errno.EEXIST, "a message with this name exists", str(final))
@@ -70,7 +76,7 @@ class SealedFile:
         """Remove the published file from ``cur/`` (its name could not be made durable:
         better no file than one the state DB may never learn of). Idempotent."""
         with contextlib.suppress(OSError):
-            os.unlink(self.cur / self.stored.filename)
+            os.unlink(os.path.join(self.cur, self.stored.filename))
 
 
 class MessageWriter:
@@ -93,7 +99,7 @@ class MessageWriter:
         self._folder_dir = folder_dir
         self._compressor = Compressor(method, level, size_hint)
         self._unique = unique or new_unique()
-        self._tmp = folder_dir / "tmp" / new_unique()
+        self._tmp = os.path.join(folder_dir, "tmp", new_unique())  # (no Path: per message)
         self._hash = hashlib.sha256()
         self._size = 0
         self._bare_lf = 0
@@ -174,7 +180,7 @@ class MessageWriter:
             self._discard()
             raise StoreError(f"cannot store message in {self._folder_dir}: {exc}") from exc
         base = name.rpartition(":2,")[0]
-        return SealedFile(self._tmp, self._folder_dir / "cur",
+        return SealedFile(self._tmp, _cur_of(self._folder_dir),
                           StoredFile(self.dirname, name, base, self._size, vsize, self._hash.hexdigest()))
 
     def abort(self) -> None:

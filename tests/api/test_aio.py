@@ -905,3 +905,55 @@ def test_reply_asking_to_close_is_not_pooled(serve: Serve) -> None:
     assert asyncio.run(main()) == [expected(b"one"), expected(b"two")]
     assert [g.conn for g in run.api.gets()] == [1, 2]
     assert run.client.request_counts == {LOGIN: 1, SOURCE: 2}
+
+
+# ------------------------------------------------------------ read deadlines (the watch)
+
+
+def test_read_deadlines_fire_per_wait_and_leave_no_timer() -> None:
+    """A wait for data longer than the read timeout fails with ReadTimeout (up to one
+    WATCH_TICK late); data trickling in faster than the timeout never does, however long
+    the whole reply takes; when nothing waits, the watch has no timer left."""
+    from axsync.api.aio import WATCH_TICK, _Watch
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        watch = _Watch(loop)
+        stalled, trickled = _Stream(loop, watch), _Stream(loop, watch)
+        for stream in (stalled, trickled):
+            stream.timeout = 0.3
+
+        async def trickle() -> None:
+            for piece in (b"HTTP/1.1 ", b"200 ", b"OK", b"\r\n"):
+                await asyncio.sleep(0.15)
+                trickled.data_received(piece)
+
+        feeder = asyncio.create_task(trickle())
+        started = loop.time()
+        stalled.data_received(b"HTTP/1.1 200")  # and no line end, ever
+        results = await asyncio.gather(stalled.readline(), trickled.readline(), return_exceptions=True)
+        await feeder
+        assert isinstance(results[0], httpx.ReadTimeout)
+        assert results[1] == b"HTTP/1.1 200 OK\r\n"  # 0.6 s in all, 0.15 s per wait
+        assert 0.3 <= loop.time() - started < 0.6 + 2 * WATCH_TICK
+        assert not watch._waiting
+        await asyncio.sleep(WATCH_TICK * 1.5)
+        assert watch._timer is None
+
+    asyncio.run(main())
+
+
+def test_a_stream_without_a_timeout_waits_without_the_watch() -> None:
+    from axsync.api.aio import _Watch
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        watch = _Watch(loop)
+        stream = _Stream(loop, watch)  # timeout None
+        task = asyncio.create_task(stream.readline())
+        await asyncio.sleep(0.05)
+        assert not watch._waiting and watch._timer is None
+        stream.data_received(b"line\n")
+        assert await task == b"line\n"
+
+    asyncio.run(main())

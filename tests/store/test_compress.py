@@ -12,6 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from axsync.errors import StoreError
+from axsync.store import compress
 from axsync.store.compress import (
     Compressor,
     compress_bytes,
@@ -78,6 +79,95 @@ def test_size_hint_keeps_the_compressor_small() -> None:
     assert zstandard.get_frame_parameters(small).window_size <= 32 * 1024
     assert zstandard.get_frame_parameters(big).window_size >= 1024 * 1024
     assert len(small) <= len(big) + 8
+
+
+def _fresh_frame(data: bytes, hint: int | None) -> bytes:
+    """``data`` compressed by a context made for it alone, with the pool's parameters."""
+    _level, size = compress._size_class(3, hint)
+    if size is None:
+        cctx = zstandard.ZstdCompressor(level=3, write_checksum=True)
+    else:
+        cctx = zstandard.ZstdCompressor(compression_params=zstandard.ZstdCompressionParameters.from_level(
+            3, source_size=size, write_checksum=1))
+    obj = cctx.compressobj()
+    return obj.compress(data) + obj.flush()
+
+
+def _stream(c: Compressor, data: bytes, step: int = 3000) -> bytes:
+    return b"".join(c.compress(data[i : i + step]) for i in range(0, len(data), step)) + c.flush()
+
+
+@settings(max_examples=30)
+@given(st.lists(st.tuples(st.binary(max_size=40_000), st.sampled_from([None, 100, 20_000, 70_000])),
+                min_size=1, max_size=6))
+def test_a_pooled_context_writes_the_frame_a_new_one_writes(items: list[tuple[bytes, int | None]]) -> None:
+    """Contexts are reused from one message to the next (compressobj() resets them): each
+    frame is byte for byte what a context made for it alone writes."""
+    for data, hint in items:
+        packed = _stream(Compressor("zstd", 3, size_hint=hint), data)
+        assert packed == _fresh_frame(data, hint)
+        assert zstandard.ZstdDecompressor().decompressobj().decompress(packed) == data
+
+
+def test_compressors_alive_at_once_have_their_own_contexts() -> None:
+    """Many downloads are in flight at once: interleaved streams never share a context,
+    and a finished compressor's context serves the next one."""
+    messages = [os.urandom(500) + (b"line %d of message\n" % k) * (200 + 37 * k) for k in range(8)]
+    compressors = [Compressor("zstd", 3, size_hint=len(m)) for m in messages]
+    assert len({id(c._cctx) for c in compressors}) == len(compressors)
+    outs = [b""] * len(messages)
+    for start in range(0, max(map(len, messages)), 997):  # round robin, chunk by chunk
+        for k, (c, m) in enumerate(zip(compressors, messages, strict=True)):
+            outs[k] += c.compress(m[start : start + 997])
+    outs = [o + c.flush() for o, c in zip(outs, compressors, strict=True)]
+    for o, m in zip(outs, messages, strict=True):
+        assert o == _fresh_frame(m, len(m))
+    for m in messages:  # the next messages, on the contexts given back
+        assert _stream(Compressor("zstd", 3, size_hint=len(m)), m) == _fresh_frame(m, len(m))
+
+
+def test_a_finished_compressor_refuses_more_work() -> None:
+    for method in ("zstd", "gzip", "none"):
+        c = Compressor(method, 3)
+        c.compress(b"Subject: x\r\n\r\nbody\r\n")
+        c.flush()
+        with pytest.raises(StoreError):
+            c.compress(b"more")
+        with pytest.raises(StoreError):
+            c.flush()
+
+
+def test_the_pool_holds_idle_contexts_up_to_its_budget() -> None:
+    key = compress._size_class(3, 5000)
+    probe = compress._ContextPool(budget=0).take(key)
+    obj = probe.compressobj()
+    obj.compress(b"x" * 5000)
+    obj.flush()
+    size = probe.memory_size()
+    assert 0 < size < 1024 * 1024  # sized for a small message
+    pool = compress._ContextPool(budget=3 * size + size // 2)
+    taken = [pool.take(key) for _ in range(10)]
+    for cctx in taken:
+        obj = cctx.compressobj()
+        obj.compress(b"x" * 5000)
+        obj.flush()
+    for cctx in taken:
+        pool.give(key, cctx)
+    assert pool._held == 3 * size  # the budget: three idle contexts, the others dropped
+    again = [pool.take(key) for _ in range(3)]
+    assert {id(c) for c in again} <= {id(c) for c in taken}
+    assert pool._held == 0
+    fresh = pool.take(key)  # empty now: a new one
+    assert all(fresh is not c for c in taken)
+
+
+def test_size_classes() -> None:
+    assert compress._size_class(3, None) == (3, None)
+    assert compress._size_class(3, 1) == (3, 16 * 1024)
+    assert compress._size_class(3, 16 * 1024) == (3, 16 * 1024)
+    assert compress._size_class(3, 16 * 1024 + 1) == (3, 32 * 1024)
+    assert compress._size_class(5, 4 * 1024 * 1024) == (5, 4 * 1024 * 1024)
+    assert compress._size_class(3, 4 * 1024 * 1024 + 1) == (3, None)
 
 
 def test_gzip_is_standard() -> None:
