@@ -254,6 +254,12 @@ class StateDB:
         except sqlite3.Error as exc:
             raise StateError(f"state DB query failed: {exc}") from exc
 
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        try:
+            self.conn.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise StateError(f"state DB query failed: {exc}") from exc
+
     # ------------------------------------------------------------------ account
 
     def account(self) -> dict[str, Any] | None:

@@ -78,12 +78,17 @@ def make_doc(data: bytes) -> Doc:
     """The index document of a message's bytes (possibly cut short: big messages are only
     read up to a limit, and the parser copes with the missing end)."""
     msg = mm.parse(data)
+    table = mm.header_table(msg)
+
+    def header(name: str) -> str:
+        return mm.header_text(table.get(name))
+
     doc = Doc(
-        subject=mm.header(msg, "subject"),
-        sender=" ".join(mm.header(msg, h) for h in ("from", "sender", "reply-to")).strip(),
-        recipients=mm.header(msg, "to"),
-        cc=" ".join(mm.header(msg, h) for h in ("cc", "bcc")).strip(),
-        msgid=mm.header(msg, "message-id"),
+        subject=header("subject"),
+        sender=" ".join(header(h) for h in ("from", "sender", "reply-to")).strip(),
+        recipients=header("to"),
+        cc=" ".join(header(h) for h in ("cc", "bcc")).strip(),
+        msgid=header("message-id"),
     )
     body = _Budget(BODY_LIMIT)
     names: list[str] = []
@@ -94,6 +99,6 @@ def make_doc(data: bytes) -> Doc:
     when = mm.header_date(msg)
     doc.sent_date = int(when.timestamp()) if when is not None else None
     own = mm.message_ids(doc.msgid)[:1]
-    refs = mm.message_ids(mm.header(msg, "in-reply-to")) + mm.message_ids(mm.header(msg, "references"))
+    refs = mm.message_ids(header("in-reply-to")) + mm.message_ids(header("references"))
     doc.refs = list(dict.fromkeys(own + refs))[:100]
     return doc

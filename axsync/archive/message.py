@@ -21,7 +21,14 @@ from email.utils import getaddresses, parsedate_to_datetime, unquote
 from typing import Any
 
 from axsync.archive import feedfast, mimefast
-from axsync.archive.textify import clean, decode_bytes, decode_rfc2047, html_to_text, one_line
+from axsync.archive.textify import (
+    clean,
+    decode_bytes,
+    decode_rfc2047,
+    header_line,
+    html_to_text,
+    one_line,
+)
 
 feedfast.install()  # multipart boundaries without a regex compile each (feedfast.py)
 
@@ -74,10 +81,22 @@ def header(msg: Message, name: str) -> str:
 
     Read from the raw header lines: the ``email`` package's structured header objects
     are slow to build and can raise on malformed values; display only needs the text."""
-    values = _header_table(msg).get(name.lower())
+    return header_text(_header_table(msg).get(name.lower()))
+
+
+def header_text(values: list[object] | None) -> str:
+    """:func:`header` of the raw values of one header (from :func:`header_table`)."""
     if not values:
         return ""
+    if len(values) == 1 and type(values[0]) is str:
+        return header_line(values[0])
     return one_line(", ".join(decode_rfc2047(clean(str(v))) for v in values))
+
+
+def header_table(msg: Message) -> dict[str, list[object]]:
+    """The raw values of every header of ``msg`` by lower-case name (made once per
+    message; do not modify): for a caller that reads many headers of one message."""
+    return _header_table(msg)
 
 
 # Raw header values by lower-case name, made once per message or part (parsed messages

@@ -53,7 +53,7 @@ def parse(data: bytes) -> Message | None:
     text = data.decode("ascii", "surrogateescape")
     lines = io.StringIO(text, newline="").readlines()
     try:
-        msg, _ = _Parse(lines).part(0, (), 0)
+        msg, _, _ = _Parse(lines).part(0, (), 0)
     except _Fallback:
         return None
     except Exception:  # a case not foreseen here: the standard parser decides
@@ -101,9 +101,10 @@ class _Parse:
                     return k
         return self.n
 
-    def part(self, i: int, seps: tuple[str, ...], depth: int) -> tuple[Message, int]:
+    def part(self, i: int, seps: tuple[str, ...], depth: int) -> tuple[Message, int, str]:
         """Parse the part starting at ``lines[i]``, which ends at a boundary line of
-        ``seps`` (not consumed) or at the end. Returns it and the index after it."""
+        ``seps`` (not consumed) or at the end. Returns it, the index after it and its
+        content type."""
         if depth > MAX_DEPTH:
             raise _Fallback
         lines, n = self.lines, self.n
@@ -121,20 +122,20 @@ class _Parse:
                 blank = True
                 break
             i += 1
-        _headers(msg, lines, start, i)
-        return self.body(msg, i + 1 if blank else i, seps, depth)
+        ctype = _content_type(msg, _headers(msg, lines, start, i))
+        return self.body(msg, ctype, i + 1 if blank else i, seps, depth)
 
-    def body(self, msg: Message, i: int, seps: tuple[str, ...],
-             depth: int) -> tuple[Message, int]:
+    def body(self, msg: Message, ctype: str, i: int, seps: tuple[str, ...],
+             depth: int) -> tuple[Message, int, str]:
         lines, n = self.lines, self.n
-        maintype = msg.get_content_maintype()
+        maintype = ctype.partition("/")[0]
         if maintype == "message":
             raise _Fallback  # an attached message: the feedparser parses it as such
         if maintype != "multipart":
             end = self.next_boundary(i, seps)
             msg.set_payload("".join(lines[i:end]))
-            return msg, end
-        if msg.get_content_type() == "multipart/digest":
+            return msg, end, ctype
+        if ctype == "multipart/digest":
             raise _Fallback  # its parts default to message/rfc822
         boundary = msg.get_boundary()
         if boundary is None:
@@ -163,10 +164,10 @@ class _Parse:
             i += 1
             if i >= n or (lines[i].startswith("--") and _boundary(lines[i], inner)):
                 raise _Fallback  # doubled boundary lines, or nothing after one
-            child, i = self.part(i, inner, depth + 1)
+            child, i, child_type = self.part(i, inner, depth + 1)
             msg.attach(child)
             # The line end before a boundary line belongs to the boundary.
-            if child.get_content_maintype() == "multipart":
+            if child_type.startswith("multipart/"):
                 epilogue = child.epilogue
                 if epilogue == "":
                     child.epilogue = None
@@ -189,13 +190,13 @@ class _Parse:
         # the last one, so there is nothing to strip.)
         end = self.next_boundary(i, seps)
         msg.epilogue = "".join(lines[i:end])
-        return msg, end
+        return msg, end, ctype
 
 
-def _headers(msg: Message, lines: list[str], start: int, end: int) -> None:
+def _headers(msg: Message, lines: list[str], start: int, end: int) -> str | None:
     """``FeedParser._parse_headers`` for ``lines[start:end]`` when it notes no defect:
     each header's lines through ``Compat32.header_source_parse`` into ``Message.set_raw``
-    (both inlined: a dozen headers per part)."""
+    (both inlined: a dozen headers per part). Returns the first Content-Type value."""
     raw = msg._headers  # type: ignore[attr-defined]
     value: list[str] | None = None
     for k in range(start, end):
@@ -206,12 +207,33 @@ def _headers(msg: Message, lines: list[str], start: int, end: int) -> None:
             value.append(line)
             continue
         if value is not None:
-            raw.append(_source_parse(value))
+            raw.append(_source_parse(value) if len(value) > 1 else _one_line(value[0]))
         if line.startswith("From ") or line.find(":") <= 0:
             raise _Fallback  # envelope line, or a header without a name
         value = [line]
     if value is not None:
-        raw.append(_source_parse(value))
+        raw.append(_source_parse(value) if len(value) > 1 else _one_line(value[0]))
+    for name, text in raw:
+        if len(name) == 12 and name.lower() == "content-type":
+            return text  # type: ignore[no-any-return]
+    return None
+
+
+def _content_type(msg: Message, value: str | None) -> str:
+    """``msg.get_content_type()`` from its first Content-Type value (None: it has none),
+    without the header lookups (``Message.get`` is a scan of the headers)."""
+    if value is None:
+        return msg.get_default_type()
+    if not value.isascii():  # it may hold surrogates: compat32 makes a Header of it
+        return msg.get_content_type()
+    ctype = value.partition(";")[0].strip().lower()
+    return ctype if ctype.count("/") == 1 else "text/plain"
+
+
+def _one_line(line: str) -> tuple[str, str]:
+    """:func:`_source_parse` of a header of one line (most are)."""
+    name, _, value = line.partition(":")
+    return name, value.lstrip(" \t").rstrip("\r\n")
 
 
 def _source_parse(sourcelines: list[str]) -> tuple[str, str]:

@@ -146,6 +146,16 @@ def one_line(text: str) -> str:
     return " ".join(clean(text).split())
 
 
+def header_line(value: str) -> str:
+    """``one_line(decode_rfc2047(clean(value)))``: a raw header value as one line of text.
+    Most values are plain ASCII without encoded words, which only lose their control
+    characters and white space runs (the search index reads a dozen headers of every
+    message)."""
+    if value.isascii() and "=?" not in value:
+        return " ".join(_CONTROL.sub("", value).split())
+    return one_line(decode_rfc2047(clean(value)))
+
+
 def cjk_split(text: str) -> str:
     """Put spaces around every CJK character, so that the unicode61 tokenizer (which
     does not segment CJK) makes one token of each and a word is found as a phrase."""

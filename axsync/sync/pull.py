@@ -478,10 +478,8 @@ class Puller:
                     st.new_delta_token = token_before
             else:  # one page of a delta
                 with self.db.transaction():
-                    for m in event.new:
-                        staging.add_new(m)
-                    for m in event.replaced:
-                        staging.add_new(m, "replaced")
+                    staging.add_new_many(event.new)
+                    staging.add_new_many(event.replaced, "replaced")
                     for u in event.updated:
                         staging.add_update(u)
                     for mid in event.removed:
@@ -659,12 +657,14 @@ class Puller:
         self._relocated_new, self._relocated_uids = relocated_new, relocated_uids
         for r in pplan.relocations:
             pplan.counts(dir_of.get(r.mail.folder_id, "?")).relocations += 1
-        for mail, _kind in staging.new_mails():
-            if mail.id in relocated_new:
-                continue
+        for folder_id, count, size in staging.new_counts():  # all, then less the relocated
+            c = pplan.counts(dir_of.get(folder_id, "?"))
+            c.downloads += count
+            c.bytes += size
+        for mail in {r.mail.id: r.mail for r in pplan.relocations}.values():  # staged rows
             c = pplan.counts(dir_of.get(mail.folder_id, "?"))
-            c.downloads += 1
-            c.bytes += mail.size
+            c.downloads -= 1
+            c.bytes -= mail.size
         for mid, fid, flags, labels, _conv, refw in staging.updates():
             # A listing (10.4, reconciliation) stages every known mail: count real changes only.
             row = self.db.message_by_mail_id(mid)

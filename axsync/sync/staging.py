@@ -51,14 +51,23 @@ class Staging:
 
     def add_new(self, mail: Mail, kind: str = "new") -> None:
         """A new (or replaced) mail. Later events for the same id override earlier ones."""
-        self.db.execute("DELETE FROM st_rm WHERE mail_id = ?", (mail.id,))
-        self.db.execute("DELETE FROM st_upd WHERE mail_id = ?", (mail.id,))
-        self.db.execute(
-            "INSERT OR REPLACE INTO st_new VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        self.add_new_many((mail,), kind)
+
+    def add_new_many(self, mails: Iterable[Mail], kind: str = "new") -> None:
+        """:meth:`add_new` of each of ``mails`` in turn, as three statements (a delta page
+        holds up to a thousand new mails, and an initial pull stages every mail of the
+        mailbox): the two deletions touch other tables than the insertion, so running
+        each over all the mails is running the three for each mail."""
+        rows = [
             (mail.id, mail.folder_id, kind, mail.size, mail.date, *_flags_cols(mail.flags),
              mail.flags.refw_flags, json.dumps(sorted(mail.label_ids)), mail.message_id,
-             mail.subject, mail.from_, mail.conversation_id, int(mail.has_attachments)),
-        )
+             mail.subject, mail.from_, mail.conversation_id, int(mail.has_attachments))
+            for mail in mails
+        ]
+        ids = [(row[0],) for row in rows]
+        self.db.executemany("DELETE FROM st_rm WHERE mail_id = ?", ids)
+        self.db.executemany("DELETE FROM st_upd WHERE mail_id = ?", ids)
+        self.db.executemany("INSERT OR REPLACE INTO st_new VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
 
     def add_update(self, upd: MailUpdate, refw: str | None = None) -> None:
         self.db.execute("DELETE FROM st_rm WHERE mail_id = ?", (upd.id,))
@@ -168,6 +177,11 @@ class Staging:
             if row is not None:
                 count, size = count - 1, size - int(row[0])
         return int(count), int(size)
+
+    def new_counts(self) -> list[tuple[str, int, int]]:
+        """(folder_id, count, bytes) of the staged new mails of each folder."""
+        return [(str(f), int(n), int(b)) for f, n, b in self.db.execute(
+            "SELECT folder_id, count(*), coalesce(sum(size), 0) FROM st_new GROUP BY folder_id")]
 
     def new_mails(self, where: str = "1", params: tuple[object, ...] = ()) -> Iterator[tuple[Mail, str]]:
         cur = self.db.execute(

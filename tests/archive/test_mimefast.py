@@ -167,3 +167,26 @@ def test_what_the_feedparser_treats_specially_is_declined(data: bytes) -> None:
                 min_size=1, max_size=3).map(lambda ls: ["N:" + ls[0], *("\t" + x for x in ls[1:])]))
 def test_the_inlined_header_source_parse_is_compat32s(lines: list[str]) -> None:
     assert mimefast._source_parse(lines) == policy.compat32.header_source_parse(lines)
+
+
+@given(st.lists(st.sampled_from([
+    "text/plain", "TEXT/HTML", " multipart/mixed ", "multipart/alternative; boundary=x", "a/b/c",
+    "nosubtype", "", ";", "text/plain;charset=utf-8", "image/png ;name=x", "\udce9/\udce9",
+    "text/\udcff", "message/rfc822",
+]), max_size=3), st.sampled_from(["Content-Type", "content-type", "CONTENT-TYPE", "Content-Type "]))
+def test_the_content_type_is_what_the_message_says(values: list[str], name: str) -> None:
+    """_content_type (from the first Content-Type value, without a header lookup) is
+    ``Message.get_content_type()``: none, several, odd, non-ASCII (escaped bytes) values."""
+    msg = Message(policy=policy.compat32)
+    for value in values:
+        msg._headers.append((name, value))  # type: ignore[attr-defined]
+    msg._headers.append(("X-Other", "text/html"))  # type: ignore[attr-defined]
+    first = next((v for n, v in msg._headers if n.lower() == "content-type"), None)  # type: ignore[attr-defined]
+    assert mimefast._content_type(msg, first) == msg.get_content_type()
+
+
+@given(st.text(alphabet=st.sampled_from("ab: \t\r\n\x0bé\udce9"), max_size=20))
+def test_a_one_line_header_is_split_as_the_parser_splits_it(line: str) -> None:
+    if line.find(":") <= 0:
+        return  # not a header line: the fast path declines it before this
+    assert mimefast._one_line(line) == mimefast._source_parse([line])

@@ -12,7 +12,9 @@ from axsync.archive.textify import (
     decode_bytes,
     decode_rfc2047,
     has_word,
+    header_line,
     html_to_text,
+    one_line,
 )
 
 
@@ -84,3 +86,16 @@ def test_cjk_is_split_for_the_tokenizer_and_joined_for_display() -> None:
 
 def test_has_word() -> None:
     assert has_word("a") and has_word("日") and not has_word("-*!") and not has_word("")
+
+
+_HEADER_PIECES = st.sampled_from([
+    "plain words", "  runs   of\tblanks ", "\r\n folded", "\x00\x07\x0b\x0c\x1b\x7f", "=?",
+    "=?utf-8?q?caf=C3=A9?=", "=?utf-8?b?w6k=?= =?utf-8?b?w6k=?=", "?=", "\udce9", "\udcc3\udca9",
+    "\u00e9t\u00e9", "\u65e5\u672c", "<id@host>", ",", ":", "\n", "\r", "\t",
+])
+
+
+@given(st.one_of(st.lists(_HEADER_PIECES, max_size=8).map("".join), st.text(max_size=60)))
+def test_header_line_is_the_general_decoding_with_a_fast_path(value: str) -> None:
+    """The ASCII fast path gives what the general decoding gives, whatever the value."""
+    assert header_line(value) == one_line(decode_rfc2047(clean(value)))
