@@ -215,7 +215,7 @@ def _headers(msg: Message, lines: list[str], start: int, end: int) -> str | None
         raw.append(_source_parse(value) if len(value) > 1 else _one_line(value[0]))
     for name, text in raw:
         if len(name) == 12 and name.lower() == "content-type":
-            return text  # type: ignore[no-any-return]
+            return text
     return None
 
 
