@@ -35,7 +35,7 @@ _MIN_HINT = 16 * 1024
 #: Largest size class of a pooled context (larger hints share the default parameters).
 _MAX_HINT = 4 * 1024 * 1024
 #: Memory (zstd's own figure) that idle pooled contexts may hold in all.
-_POOL_BYTES = 64 * 1024 * 1024
+_POOL_BYTES = 32 * 1024 * 1024
 
 
 def check_method(method: str) -> Method:
@@ -241,14 +241,20 @@ class Compressor:
     def _start_zstd(self) -> None:
         self.method = "zstd"
         self._key = _size_class(self._level, self._size_hint)
-        self._cctx = _CONTEXTS.take(self._key)
-        self._zstd = self._cctx.compressobj()  # resets the context: a fresh frame
+
+    def _frame(self) -> zstandard.ZstdCompressionObj:
+        """The zstd frame, begun with a pooled context at the first bytes: a download
+        waiting for its reply holds no context (a used one keeps its working memory)."""
+        if self._zstd is None:
+            self._cctx = _CONTEXTS.take(self._key)
+            self._zstd = self._cctx.compressobj()  # resets the context: a fresh frame
+        return self._zstd
 
     def compress(self, data: bytes) -> bytes:
         if self._finished:
             raise StoreError("compress() after flush()")
-        if self._zstd is not None:
-            return self._zstd.compress(data)
+        if self.method == "zstd":
+            return self._frame().compress(data)
         if self._zlib is not None:
             return self._zlib.compress(data)
         if self._head is None:
@@ -274,8 +280,8 @@ class Compressor:
             raise StoreError("flush() of a finished compressor")
         out = self._release(self._head) if self._head is not None else b""
         self._finished = True
-        if self._zstd is not None:
-            out += self._zstd.flush()
+        if self.method == "zstd":
+            out += self._frame().flush()
             cctx, self._cctx, self._zstd = self._cctx, None, None
             if cctx is not None:
                 _CONTEXTS.give(self._key, cctx)

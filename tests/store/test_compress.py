@@ -114,9 +114,10 @@ def test_compressors_alive_at_once_have_their_own_contexts() -> None:
     and a finished compressor's context serves the next one."""
     messages = [os.urandom(500) + (b"line %d of message\n" % k) * (200 + 37 * k) for k in range(8)]
     compressors = [Compressor("zstd", 3, size_hint=len(m)) for m in messages]
+    assert all(c._cctx is None for c in compressors)  # none held before the first bytes
+    outs = [c.compress(m[:1]) for c, m in zip(compressors, messages, strict=True)]
     assert len({id(c._cctx) for c in compressors}) == len(compressors)
-    outs = [b""] * len(messages)
-    for start in range(0, max(map(len, messages)), 997):  # round robin, chunk by chunk
+    for start in range(1, max(map(len, messages)), 997):  # round robin, chunk by chunk
         for k, (c, m) in enumerate(zip(compressors, messages, strict=True)):
             outs[k] += c.compress(m[start : start + 997])
     outs = [o + c.flush() for o, c in zip(outs, compressors, strict=True)]
@@ -124,6 +125,13 @@ def test_compressors_alive_at_once_have_their_own_contexts() -> None:
         assert o == _fresh_frame(m, len(m))
     for m in messages:  # the next messages, on the contexts given back
         assert _stream(Compressor("zstd", 3, size_hint=len(m)), m) == _fresh_frame(m, len(m))
+
+
+def test_an_empty_message_is_one_empty_frame() -> None:
+    c = Compressor("zstd", 3, size_hint=100)
+    packed = c.flush()
+    assert packed == _fresh_frame(b"", 100)
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(packed) == b""
 
 
 def test_a_finished_compressor_refuses_more_work() -> None:
