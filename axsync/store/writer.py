@@ -11,7 +11,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
 
 from axsync.errors import StoreError
 from axsync.store.compress import Compressor
@@ -23,8 +22,6 @@ from axsync.store.names import (
     new_unique,
     normalize_flags,
 )
-
-_BUFFER = 256 * 1024
 
 
 @functools.lru_cache(maxsize=1024)
@@ -109,7 +106,9 @@ class MessageWriter:
             fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         except OSError as exc:
             raise StoreError(f"cannot create {self._tmp}: {exc.strerror}") from exc
-        self._file: BinaryIO = os.fdopen(fd, "wb", buffering=_BUFFER)
+        # Written straight to the descriptor: the compressor already gathers its output
+        # into blocks (a buffered file object per message cost more than its writes).
+        self._fd = fd
 
     @property
     def size(self) -> int:
@@ -130,7 +129,7 @@ class MessageWriter:
         self._bare_lf += lf
         self._last_cr = data[-1:] == b"\r"
         try:
-            self._file.write(self._compressor.compress(data))
+            self._put(self._compressor.compress(data))
         except OSError as exc:
             self.abort()
             raise StoreError(f"cannot write {self._tmp}: {exc.strerror}") from exc
@@ -170,12 +169,11 @@ class MessageWriter:
         vsize = self._size + self._bare_lf
         name = format_name(self._unique, self._size, vsize, letters)
         try:
-            self._file.write(self._compressor.flush())
-            self._file.flush()
-            os.utime(self._file.fileno(), (mtime, mtime))
+            self._put(self._compressor.flush())
+            os.utime(self._fd, (mtime, mtime))
             if fsync:
-                os.fsync(self._file.fileno())
-            self._file.close()
+                os.fsync(self._fd)
+            self._close()
         except OSError as exc:
             self._discard()
             raise StoreError(f"cannot store message in {self._folder_dir}: {exc}") from exc
@@ -188,9 +186,19 @@ class MessageWriter:
         self._done = True
         self._discard()
 
+    def _put(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+
+    def _close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
     def _discard(self) -> None:
         with contextlib.suppress(OSError):
-            self._file.close()
+            self._close()
         with contextlib.suppress(OSError):
             os.unlink(self._tmp)
 

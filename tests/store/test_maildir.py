@@ -209,6 +209,26 @@ def test_multi_megabyte_message(store: Store) -> None:
         assert hashlib.sha256(stream.read()).hexdigest() == f.sha256
 
 
+def test_short_writes_are_continued(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer writes to its descriptor directly: a write that takes only part of the
+    bytes (a signal, a pipe, a full quota's last block) is continued, not lost."""
+    from axsync.store import writer
+
+    real_write = os.write
+    calls: list[int] = []
+
+    def short_write(fd: int, data: bytes | memoryview) -> int:
+        calls.append(len(data))
+        return real_write(fd, bytes(data)[:7])
+
+    monkeypatch.setattr(writer.os, "write", short_write)
+    data = os.urandom(5000) + b"a line\r\n" * 3000
+    f = put(store, "", data, chunk=4096)
+    monkeypatch.undo()
+    assert max(calls) > 7 and len(calls) > 10
+    assert store.read_message("", "cur", f.filename) == data
+
+
 def test_exception_mid_write_leaves_nothing(store: Store) -> None:
     with pytest.raises(RuntimeError), store.writer("") as w:
         w.write(b"partial message\n" * 1000)
