@@ -56,6 +56,10 @@ _PAGE_BYTES = 16 * 1024 * 1024
 #: start-up of the workers costs more than it saves).
 PARALLEL_MIN = 400
 _MAX_WORKERS = 4
+#: Pages in flight per worker while a pull goes on (parsing, or parsed and waiting to be
+#: written in transactions of ``_WRITE_MAX`` documents); each holds the documents of up to
+#: ``_BATCH_MESSAGES`` messages or ``_PAGE_BYTES`` of them.
+ALONGSIDE_AHEAD = 3
 #: Worker processes run at this niceness: parsing for the index gives way to the downloads
 #: (and to the rest of the machine); the run's end waits for it either way.
 NICE = 10
@@ -249,17 +253,19 @@ class SearchIndex:
 class _Feeder:
     """Keeps the worker pool busy with pending pages and writes finished ones in order."""
 
-    def __init__(self, index: SearchIndex, pool: ProcessPoolExecutor, limit: int | None) -> None:
+    def __init__(self, index: SearchIndex, pool: ProcessPoolExecutor, limit: int | None,
+                 ahead: int = 2) -> None:
         self.index, self.pool, self.limit = index, pool, limit
+        self.ahead = ahead * index.workers  # pages in flight (parsing, or parsed and unwritten)
         self.inflight: deque[tuple[list[_Pending], Future[list[Entry]] | None]] = deque()
         self.queued = self.last = 0
         self.broken = False
         self.root, self.method = str(index.store.root), index.store.compression
 
     def fill(self, full_pages_only: bool = False) -> None:
-        """Submit pending pages until two per worker are in flight (``full_pages_only``:
+        """Submit pending pages until :attr:`ahead` are in flight (``full_pages_only``:
         leave a short last page for later, more rows are coming)."""
-        while len(self.inflight) < 2 * self.index.workers:
+        while len(self.inflight) < self.ahead:
             want = _BATCH_MESSAGES if self.limit is None else min(_BATCH_MESSAGES, self.limit - self.queued)
             pending = self.index._page(self.last, want) if want > 0 else []
             rows = _by_size(pending, _PAGE_BYTES)
@@ -275,6 +281,22 @@ class _Feeder:
                     log.warning("search index: worker processes failed (%s); parsing here", exc)
                     self.broken = True
             self.inflight.append((rows, fut))
+
+    def ready(self) -> int:
+        """Messages of the parsed pages at the head of the queue (writable now)."""
+        count = 0
+        for rows, fut in self.inflight:
+            if fut is not None and not fut.done():
+                break
+            count += len(rows)
+        return count
+
+    def starving(self) -> bool:
+        """The queue is full and has fewer pages left to parse than there are workers."""
+        if len(self.inflight) < self.ahead:
+            return False
+        unparsed = sum(1 for _rows, fut in self.inflight if fut is not None and not fut.done())
+        return unparsed < self.index.workers
 
     def run_out(self, progress: Callable[[int], None] | None = None) -> int:
         """Hand out and write pages until none is pending; how many messages were written
@@ -347,16 +369,30 @@ class IndexAlongside:
             return
         pool = self.index._pool()
         if pool is not None:
-            self._feeder = _Feeder(self.index, pool, None)
+            self._feeder = _Feeder(self.index, pool, None, ahead=ALONGSIDE_AHEAD)
 
     def recorded(self) -> None:
-        """Write the parsed pages, hand out new full ones; never waits for a worker."""
-        if self._feeder is None:
+        """Rows were recorded: :meth:`tick`."""
+        self.tick()
+
+    def tick(self) -> None:
+        """Write the parsed pages once they make a transaction of ``_WRITE_MAX`` documents
+        (or a worker would be left without a page), hand out new full pages; never waits
+        for a worker. The
+        pull calls it after every batch of rows it records and every ``TICK_S`` seconds
+        in between (outside its transactions): handed out only when rows were recorded
+        (every 5000 rows or 5 s), the workers parsed 2000 messages per batch at most, and
+        a 100k pull left four fifths of its index to do after the last download."""
+        feeder = self._feeder
+        if feeder is None:
             return
         try:
-            while (n := self._feeder.write_next(block=False)) is not None:
+            while feeder.ready() >= _WRITE_MAX or feeder.starving():
+                n = feeder.write_next(block=False)
+                if n is None:
+                    break
                 self.indexed += n
-            self._feeder.fill(full_pages_only=True)
+            feeder.fill(full_pages_only=True)
         except Exception as exc:
             self._give_up(exc)
 

@@ -166,6 +166,10 @@ class _IndexHook:
         if self.alongside is not None:
             self.alongside.recorded()
 
+    def tick(self) -> None:
+        if self.alongside is not None:
+            self.alongside.tick()
+
     def finish(self) -> None:
         if self.alongside is not None:
             self.alongside.finish()

@@ -83,6 +83,8 @@ LISTING_PAGE = 500
 # (verified, not downloaded again).
 RECORD_ROWS = 5000
 RECORD_EVERY_S = 5.0
+#: How often the observer (the search index) is told that downloads go on.
+TICK_S = 0.2
 
 
 @dataclass
@@ -171,6 +173,8 @@ class DownloadObserver(Protocol):
     def downloads_started(self, count: int) -> None: ...
 
     def recorded(self) -> None: ...
+
+    def tick(self) -> None: ...  # every TICK_S while downloads are in flight
 
 
 @dataclass
@@ -1224,7 +1228,7 @@ class Puller:
             it: Iterator[tuple[Mail, str]] = (
                 (m, k) for m, k in staging.new_mails() if m.id not in self._relocated_new)
             exhausted = False
-            last_flush = time.monotonic()
+            last_flush = last_tick = time.monotonic()
             while True:
                 calls: list[tuple[Mail, str, str, str, str]] = []
                 while not exhausted and inflight < limit:
@@ -1276,9 +1280,13 @@ class Puller:
                     assert stored is not None
                     pending_rows.append((mail, kind, dirname, stored))
                     self.progress.advance(1, stored.size, dirname)
-                if len(pending_rows) >= RECORD_ROWS or time.monotonic() - last_flush > RECORD_EVERY_S:
+                now = time.monotonic()
+                if len(pending_rows) >= RECORD_ROWS or now - last_flush > RECORD_EVERY_S:
                     flush()
-                    last_flush = time.monotonic()
+                    last_flush = last_tick = time.monotonic()
+                elif self.observer is not None and now - last_tick > TICK_S:
+                    self.observer.tick()  # outside any transaction, as after a flush
+                    last_tick = now
             flush()
 
     def _fail_mail(self, mail: Mail, states: dict[str, _FolderState], exc: Exception) -> None:

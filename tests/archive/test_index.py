@@ -267,6 +267,46 @@ def test_parsed_pages_are_written_together_in_order(
     db.close()
 
 
+def test_ticks_keep_the_workers_fed_and_write_in_big_transactions(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between the pull's recordings, tick() hands the workers more pages (up to
+    ALONGSIDE_AHEAD per worker in flight) and writes parsed ones only once they make a
+    transaction of _WRITE_MAX documents or the queue is full: the index keeps up with the
+    downloads without a transaction per tick."""
+    import time
+
+    db, maildir, index = _paged(tmp_path, monkeypatch, _BATCH_MESSAGES=10, _WRITE_MAX=30,
+                                 ALONGSIDE_AHEAD=3)
+    pending = index.pending()
+    full_pages = pending // 10
+    assert full_pages >= 7
+    commits: list[int] = []
+    real_write = SearchIndex._write
+
+    def counting_write(self: SearchIndex, batch: list[tuple[object, object]]) -> None:
+        commits.append(len(batch))
+        real_write(self, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SearchIndex, "_write", counting_write)
+    running = index.alongside()
+    running.downloads_started(pending)
+    feeder = running._feeder
+    assert feeder is not None and feeder.ahead == 6
+    running.tick()
+    assert len(feeder.inflight) == 6 and not commits  # handed out, nothing to write yet
+    deadline = time.monotonic() + 60
+    while feeder.queued < full_pages * 10 and time.monotonic() < deadline:
+        running.tick()  # no recorded() at all
+        time.sleep(0.02)
+    assert feeder.queued == full_pages * 10  # every full page was handed out by ticks
+    assert commits and all(n >= 30 for n in commits)  # never a transaction per page
+    running.close()
+    assert running.indexed == full_pages * 10
+    assert index.catch_up() == pending - running.indexed
+    _assert_same_as_serial(db, maildir)
+    db.close()
+
+
 def test_pages_are_cut_by_size_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A page handed to a worker holds at most _PAGE_BYTES of messages (one message at
     least, however big), so what the main process holds stays bounded; a page cut by size

@@ -13,6 +13,7 @@ from axsync.archive import index as index_module
 from axsync.archive.index import IndexAlongside, SearchIndex
 from axsync.statedb import StateDB
 from axsync.store import Store
+from axsync.sync import pull as pull_module
 
 from .conftest import MakeEnv
 
@@ -36,12 +37,22 @@ def test_initial_pull_indexes_alongside(make_env: MakeEnv, api: str, tmp_path: P
         if self._feeder is not None:
             pokes.append(self._feeder.queued)  # handed to the workers
 
+    ticks: list[int] = []
+    real_tick = IndexAlongside.tick
+
+    def tick(self: IndexAlongside) -> None:
+        real_tick(self)
+        ticks.append(1)
+
     monkeypatch.setattr(IndexAlongside, "downloads_started", downloads_started)
     monkeypatch.setattr(IndexAlongside, "recorded", recorded)
+    monkeypatch.setattr(IndexAlongside, "tick", tick)
+    monkeypatch.setattr(pull_module, "TICK_S", 0.0)  # told at every turn of the loop
     env = make_env(api, messages=150)
     report = env.ok()
     assert started and started[0] == report.pulled.new > 100
     assert pokes and max(pokes) >= 25, "no page was parsed alongside the downloads"
+    assert len(ticks) > len(pokes), "the index was not told between recordings"
     db = StateDB.open(env.db_path)
     try:
         index = SearchIndex(db, Store(env.maildir), workers=1)
