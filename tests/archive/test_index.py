@@ -174,6 +174,19 @@ def _paged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     return db, built.maildir, SearchIndex(db, Store(built.maildir), workers=2)
 
 
+def _count_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of documents of each index write (transaction) from now on."""
+    commits: list[int] = []
+    real_write = SearchIndex._write
+
+    def counting_write(self: SearchIndex, batch: list[tuple[object, object]]) -> None:
+        commits.append(len(batch))
+        real_write(self, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SearchIndex, "_write", counting_write)
+    return commits
+
+
 def _assert_same_as_serial(db: StateDB, maildir: Path) -> None:
     """The index in ``db`` is what indexing everything again in this process makes."""
     indexed = index_dump(db)
@@ -250,14 +263,7 @@ def test_parsed_pages_are_written_together_in_order(
         assert len(feeder.inflight) == 4
         wait([fut for _rows, fut in feeder.inflight if fut is not None])
         first_uids = [row.uid for rows, _fut in list(feeder.inflight)[:2] for row in rows]
-        commits: list[int] = []
-        real_write = SearchIndex._write
-
-        def counting_write(self: SearchIndex, batch: list[tuple[object, object]]) -> None:
-            commits.append(len(batch))
-            real_write(self, batch)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(SearchIndex, "_write", counting_write)
+        commits = _count_writes(monkeypatch)
         assert feeder.write_next(block=False) == 40  # two ready pages, one transaction
         assert commits == [40]
         assert {r[0] for r in db.execute("SELECT uid FROM search_docs")} == set(first_uids)
@@ -280,14 +286,7 @@ def test_ticks_keep_the_workers_fed_and_write_in_big_transactions(
     pending = index.pending()
     full_pages = pending // 10
     assert full_pages >= 7
-    commits: list[int] = []
-    real_write = SearchIndex._write
-
-    def counting_write(self: SearchIndex, batch: list[tuple[object, object]]) -> None:
-        commits.append(len(batch))
-        real_write(self, batch)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(SearchIndex, "_write", counting_write)
+    commits = _count_writes(monkeypatch)
     running = index.alongside()
     running.downloads_started(pending)
     feeder = running._feeder
