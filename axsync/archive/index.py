@@ -378,11 +378,11 @@ class IndexAlongside:
     def tick(self) -> None:
         """Write the parsed pages once they make a transaction of ``_WRITE_MAX`` documents
         (or a worker would be left without a page), hand out new full pages; never waits
-        for a worker. The
-        pull calls it after every batch of rows it records and every ``TICK_S`` seconds
-        in between (outside its transactions): handed out only when rows were recorded
-        (every 5000 rows or 5 s), the workers parsed 2000 messages per batch at most, and
-        a 100k pull left four fifths of its index to do after the last download."""
+        for a worker. The pull calls it after every batch of rows it records and every
+        ``TICK_S`` seconds in between (outside its transactions): handed out only when
+        rows were recorded (every 5000 rows or 5 s), the workers parsed 2000 messages per
+        batch at most, and a 100k pull left four fifths of its index to do after the last
+        download."""
         feeder = self._feeder
         if feeder is None:
             return

@@ -311,7 +311,7 @@ class _ContextPool:
     context writes the same frame as a new one with the same parameters (tested).
 
     Sizing a context for the expected message (a window no larger than needed) keeps it
-    small: a level-3 context for a 5 KB message takes 0.1 MB instead of 3.7 MB, which is
+    small: a level-3 context for a 5 KB message takes 0.33 MB instead of 3.7 MB, which is
     what many downloads in flight at once cost. A message larger than the hint is still
     compressed whole, with a smaller window. Still one standard frame."""
 
@@ -343,11 +343,6 @@ class _ContextPool:
             if self._held + size <= self._budget:
                 self._idle.setdefault(key, []).append(cctx)
                 self._held += size
-
-    def clear(self) -> None:
-        with self._lock:
-            self._idle.clear()
-            self._held = 0
 
 
 _CONTEXTS = _ContextPool(_POOL_BYTES)

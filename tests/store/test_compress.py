@@ -97,7 +97,7 @@ def _stream(c: Compressor, data: bytes, step: int = 3000) -> bytes:
     return b"".join(c.compress(data[i : i + step]) for i in range(0, len(data), step)) + c.flush()
 
 
-@settings(max_examples=30)
+@settings(max_examples=30, deadline=None)
 @given(st.lists(st.tuples(st.binary(max_size=40_000), st.sampled_from([None, 100, 20_000, 70_000])),
                 min_size=1, max_size=6))
 def test_a_pooled_context_writes_the_frame_a_new_one_writes(items: list[tuple[bytes, int | None]]) -> None:
