@@ -262,16 +262,17 @@ class _Feeder:
         self.broken = False
         self.root, self.method = str(index.store.root), index.store.compression
 
-    def fill(self, full_pages_only: bool = False) -> None:
+    def fill(self, full_pages_only: bool = False) -> bool:
         """Submit pending pages until :attr:`ahead` are in flight (``full_pages_only``:
-        leave a short last page for later, more rows are coming)."""
+        leave a short last page for later, more rows are coming). True when it stopped
+        for want of pending messages (not for room)."""
         while len(self.inflight) < self.ahead:
             want = _BATCH_MESSAGES if self.limit is None else min(_BATCH_MESSAGES, self.limit - self.queued)
             pending = self.index._page(self.last, want) if want > 0 else []
             rows = _by_size(pending, _PAGE_BYTES)
             # a page is full when it holds ``want`` messages or _PAGE_BYTES of them
             if not rows or (full_pages_only and len(rows) == len(pending) < want):
-                return
+                return True
             self.last, self.queued = rows[-1].uid, self.queued + len(rows)
             fut = None
             if not self.broken:
@@ -281,6 +282,7 @@ class _Feeder:
                     log.warning("search index: worker processes failed (%s); parsing here", exc)
                     self.broken = True
             self.inflight.append((rows, fut))
+        return False
 
     def ready(self) -> int:
         """Messages of the parsed pages at the head of the queue (writable now)."""
@@ -359,6 +361,9 @@ class IndexAlongside:
         self.indexed = 0
         self._feeder: _Feeder | None = None
         self._failed = False
+        # Every full page recorded so far is handed out: until the pull records more, a
+        # tick has nothing to look up (it ticks five times a second).
+        self._drained = False
 
     @property
     def running(self) -> bool:
@@ -372,7 +377,8 @@ class IndexAlongside:
             self._feeder = _Feeder(self.index, pool, None, ahead=ALONGSIDE_AHEAD)
 
     def recorded(self) -> None:
-        """Rows were recorded: :meth:`tick`."""
+        """Rows were recorded: :meth:`tick`, looking for new pages."""
+        self._drained = False
         self.tick()
 
     def tick(self) -> None:
@@ -392,7 +398,8 @@ class IndexAlongside:
                 if n is None:
                     break
                 self.indexed += n
-            feeder.fill(full_pages_only=True)
+            if not self._drained:
+                self._drained = feeder.fill(full_pages_only=True)
         except Exception as exc:
             self._give_up(exc)
 

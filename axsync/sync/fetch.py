@@ -7,7 +7,8 @@ the loop per batch); leaving the ``with`` block waits for every submitted one to
 as a thread pool's shutdown does.
 
 :func:`fan_in` runs the gather phase's listings (one producer thread per folder in flight)
-and hands their pages to the one thread that writes the state DB.
+and hands their pages to the one thread that writes the state DB. :func:`in_threads` runs
+a few blocking file-system calls (fsync-bound) at once.
 """
 
 from __future__ import annotations
@@ -23,6 +24,17 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
+
+
+def in_threads(fn: Callable[[T], R], items: Sequence[T], name: str, workers: int = 8) -> list[R]:
+    """``[fn(item) for item in items]``, on up to ``workers`` threads at once (for calls
+    that wait on the disk: each folder's fsyncs overlap the others'). The first exception
+    (in ``items`` order) is raised once every call has ended."""
+    if not items:
+        return []
+    with ThreadPoolExecutor(min(workers, len(items)), thread_name_prefix=name) as pool:
+        return list(pool.map(fn, items))
 
 
 class LoopRunner:

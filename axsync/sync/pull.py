@@ -58,7 +58,7 @@ from axsync.store.maildir import StoredFile
 from axsync.store.names import assign_dirname, is_canonical_dirname, safe_host
 from axsync.store.writer import SealedFile
 from axsync.sync import plan as P
-from axsync.sync.fetch import End, LoopRunner, fan_in
+from axsync.sync.fetch import End, LoopRunner, fan_in, in_threads
 from axsync.sync.local import SYSTEM, label_ids_for
 from axsync.sync.merge import merge
 from axsync.sync.report import Progress, RunReport
@@ -781,9 +781,8 @@ class Puller:
                 ), now)
         create = [st.target for st in states.values() if not st.target.excluded
                   and not self.store.root.joinpath(st.target.dirname).joinpath("cur").is_dir()]
-        if create:  # each one two fsyncs: a few at once (an initial pull creates them all)
-            with ThreadPoolExecutor(min(8, len(create)), thread_name_prefix="axsync-mkdir") as pool:
-                list(pool.map(lambda t: self.store.ensure_folder(t.dirname, t.path), create))
+        # each one two fsyncs: a few at once (an initial pull creates them all)
+        in_threads(lambda t: self.store.ensure_folder(t.dirname, t.path), create, "axsync-mkdir")
         if not fplan.actions and all(st.row is not None for st in states.values()):
             return
         paths = [st.target.path for st in states.values() if not st.target.excluded]
@@ -925,11 +924,10 @@ class Puller:
                 if (missing := self._missing_atoms(dirname, tuple(ids))[2])}
         if not work:
             return
-        with ThreadPoolExecutor(min(8, len(work)), thread_name_prefix="axsync-kw") as pool:
-            letters = dict(zip(work, pool.map(lambda d: self.store.ensure_keywords(d, work[d]), work),
-                               strict=True))
+        dirnames = list(work)
+        letters = in_threads(lambda d: self.store.ensure_keywords(d, work[d]), dirnames, "axsync-kw")
         with self.db.transaction():
-            for dirname, new in letters.items():
+            for dirname, new in zip(dirnames, letters, strict=True):
                 self._lettered(dirname, work[dirname], new)
 
     def _flags_for(self, dirname: str, flags: MailFlags, label_ids: tuple[str, ...]) -> str:

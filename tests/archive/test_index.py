@@ -306,6 +306,34 @@ def test_ticks_keep_the_workers_fed_and_write_in_big_transactions(
     db.close()
 
 
+def test_ticks_look_for_pages_again_only_after_a_recording(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once every full page recorded so far is handed out, ticks do not query the state
+    DB for more (the pull ticks five times a second); a recording makes the next one
+    look again."""
+    db, _maildir, index = _paged(tmp_path, monkeypatch, _BATCH_MESSAGES=10, ALONGSIDE_AHEAD=50)
+    lookups: list[int] = []
+    real_page = SearchIndex._page
+
+    def counting_page(self: SearchIndex, after: int, want: int) -> list[object]:
+        lookups.append(after)
+        return real_page(self, after, want)  # type: ignore[return-value]
+
+    monkeypatch.setattr(SearchIndex, "_page", counting_page)
+    running = index.alongside()
+    running.downloads_started(index.pending())
+    running.tick()  # hands out every full page (room for 100), then finds no more
+    handed, looked = running._feeder.queued, len(lookups)  # type: ignore[union-attr]
+    assert handed == index.pending() // 10 * 10 and looked == handed // 10 + 1
+    for _ in range(5):
+        running.tick()
+    assert len(lookups) == looked  # nothing recorded since: no lookup
+    running.recorded()
+    assert len(lookups) == looked + 1  # looked again
+    running.close()
+    db.close()
+
+
 def test_pages_are_cut_by_size_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A page handed to a worker holds at most _PAGE_BYTES of messages (one message at
     least, however big), so what the main process holds stays bounded; a page cut by size

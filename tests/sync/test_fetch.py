@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import pytest
 
-from axsync.sync.fetch import End, LoopRunner, fan_in
+from axsync.sync.fetch import End, LoopRunner, fan_in, in_threads
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -336,3 +336,33 @@ def test_a_raising_closer_does_not_hang_close() -> None:
         runner.loop.call_soon_threadsafe(runner.loop.stop)
         closing.join(5.0)
     assert not hung, "close() hangs"
+
+
+def test_in_threads_keeps_the_order_runs_at_once_and_raises_the_first_error() -> None:
+    assert in_threads(lambda x: x * 2, [], "t") == []
+    active, peak = [0], [0]
+    lock = threading.Lock()
+
+    def slow(x: int) -> int:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)
+        with lock:
+            active[0] -= 1
+        return x * 10
+
+    assert in_threads(slow, list(range(12)), "t", workers=4) == [x * 10 for x in range(12)]
+    assert 2 <= peak[0] <= 4
+    done: list[int] = []
+
+    def failing(x: int) -> int:
+        time.sleep(0.01 * x)
+        done.append(x)
+        if x in (3, 5):
+            raise ValueError(f"item {x}")
+        return x
+
+    with pytest.raises(ValueError, match="item 3"):
+        in_threads(failing, list(range(8)), "t", workers=8)
+    assert sorted(done) == list(range(8))  # every call ended before the error was raised
