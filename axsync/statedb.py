@@ -22,7 +22,6 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,12 +41,16 @@ WAL_CHECKPOINT_PAGES = 8000
 @functools.cache
 def _migration_sources() -> list[tuple[str, str]]:
     """(name, sql) of every shipped migration, in order."""
-    packaged = resources.files("axsync").joinpath("_state")
-    if packaged.is_dir():
+    here = Path(__file__).resolve().parent
+    if (here / "_state").is_dir():  # installed from the wheel
+        entries = [(p.name, p.read_text("utf-8")) for p in (here / "_state").iterdir()]
+    elif (here.parent / "state").is_dir():  # running from a source checkout (editable install)
+        entries = [(p.name, p.read_text("utf-8")) for p in (here.parent / "state").iterdir()]
+    else:  # packaged in a zip: only importlib.resources can read it (imported only then)
+        from importlib import resources
+
+        packaged = resources.files("axsync").joinpath("_state")
         entries = [(p.name, p.read_text("utf-8")) for p in packaged.iterdir()]
-    else:  # running from a source checkout (editable install)
-        src = Path(__file__).resolve().parent.parent / "state"
-        entries = [(p.name, p.read_text("utf-8")) for p in src.iterdir()]
     sql = sorted((n, t) for n, t in entries if n.endswith(".sql") and n[:4].isdigit())
     if not sql:
         raise StateError("no state migrations found in the installation")

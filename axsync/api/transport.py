@@ -188,6 +188,16 @@ def _ssl_verify(verify: bool | str) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=verify)
 
 
+def _ssl_context(verify: bool | str) -> ssl.SSLContext:
+    context = _ssl_verify(verify)
+    if context is not False:
+        return httpx.create_ssl_context(context)
+    ssl_context = ssl.create_default_context()  # verify = false (tests, a lab server)
+    ssl_context.check_hostname = False
+    ssl_context.verify_mode = ssl.CERT_NONE
+    return ssl_context
+
+
 class Http:
     """Sends requests with Basic auth + ``X-Axigen-Session``, logging in lazily and again on
     a 401, retrying per :mod:`axsync.api.retry`, counting every request sent."""
@@ -208,17 +218,15 @@ class Http:
         # threads serialised them on its lock, and every request polled every idle
         # connection under that lock (a 10k pull spent more time there than downloading).
         try:
-            context = _ssl_verify(verify)
-            ssl_context = httpx.create_ssl_context(context) if context is not False else None
-            if ssl_context is None:  # verify = false (tests, a lab server)
-                ssl_context = ssl.create_default_context()
-                ssl_context.check_hostname = False
-                ssl_context.verify_mode = ssl.CERT_NONE
             # Our lean transport (axsync.api.lean) unless the caller brings one, or the
             # environment asks for a proxy (httpx's own transport handles proxies).
             url = httpx.URL(base_url.rstrip("/"))
             self.lean = (transport is None and url.scheme in ("http", "https")
                           and not _proxied(base_url))
+            # Loading the CA certificates takes ~30 ms, a large part of a run with nothing
+            # to do: plain http on our own transport never needs them.
+            ssl_context = (None if self.lean and url.scheme == "http"
+                           else _ssl_context(verify))
             self.ssl_context = ssl_context
             self.origin = (url.scheme, url.raw_host.decode("ascii"),  # IDNA, as on the wire
                             url.port or (443 if url.scheme == "https" else 80))
@@ -227,7 +235,7 @@ class Http:
             self._client_options: dict[str, object] = {
                 "base_url": base_url.rstrip("/"),
                 "timeout": httpx.Timeout(timeout),
-                "verify": ssl_context,
+                "verify": True if ssl_context is None else ssl_context,  # None: no https here
                 "transport": transport,
                 "follow_redirects": False,
                 "headers": {"User-Agent": USER_AGENT},

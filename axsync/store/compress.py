@@ -8,7 +8,6 @@ the first bytes, as Dovecot's ``compression_detect_handler`` does.
 
 from __future__ import annotations
 
-import gzip
 import io
 import threading
 import zlib
@@ -94,6 +93,8 @@ def _zstd_chunks(raw: BinaryIO, dctx: zstandard.ZstdDecompressor | None = None) 
 
 
 def _gzip_chunks(raw: BinaryIO) -> Iterator[bytes]:
+    import gzip  # only archives written with compression = "gzip" need it
+
     with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
         while chunk := gz.read(_READ_SIZE):
             yield chunk

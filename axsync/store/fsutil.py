@@ -6,19 +6,21 @@ where StoreError is documented.
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import functools
 import os
 import re
-import secrets
 import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from axsync.errors import StoreError
+
+if TYPE_CHECKING:
+    import ctypes
 
 TMP_PREFIX = "axsync-tmp."
 LOCK_STALE_S = 120.0
@@ -34,30 +36,25 @@ def fsync_dir(path: Path | str) -> None:
         os.close(fd)
 
 
-def _load_libc() -> ctypes.CDLL | None:
-    """The C library, on Linux (for syncfs and statfs), else None."""
+@functools.cache
+def _libc() -> tuple[ctypes.CDLL | None, Callable[[int], int] | None]:
+    """The C library and its syncfs, on Linux (for syncfs and statfs), else None. Loaded
+    at first use: a run that writes nothing does not pay for importing ctypes."""
     if not sys.platform.startswith("linux"):
-        return None
+        return None, None
+    import ctypes
+
     try:
-        return ctypes.CDLL(None, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
     except OSError:
-        return None
-
-
-def _load_syncfs(libc: ctypes.CDLL | None) -> Callable[[int], int] | None:
-    if libc is None:
-        return None
+        return None, None
     try:
         fn = libc.syncfs
     except AttributeError:
-        return None
+        return libc, None
     fn.argtypes = [ctypes.c_int]
     fn.restype = ctypes.c_int
-    return cast("Callable[[int], int]", fn)
-
-
-_LIBC = _load_libc()
-_SYNCFS = _load_syncfs(_LIBC)
+    return libc, cast("Callable[[int], int]", fn)
 
 #: File systems whose syncfs(2) writes and waits for every file's data and metadata
 #: (statfs f_type): ext2/3/4, XFS, Btrfs, F2FS, ZFS, tmpfs (nothing to write) and overlayfs
@@ -76,11 +73,14 @@ SYNCFS_FILE_SYSTEMS = frozenset({
 
 def fs_type(path: Path | str) -> int | None:
     """statfs(2)'s ``f_type`` of the file system holding ``path`` (Linux), else None."""
-    if _LIBC is None or _SYNCFS is None:  # only asked to decide on syncfs (can_syncfs)
+    libc, syncfs_fn = _libc()
+    if libc is None or syncfs_fn is None:  # only asked to decide on syncfs (can_syncfs)
         return None
+    import ctypes
+
     try:
         buf = ctypes.create_string_buffer(512)  # struct statfs is 120 bytes on 64-bit Linux
-        if _LIBC.statfs(os.fsencode(path), buf) != 0:
+        if libc.statfs(os.fsencode(path), buf) != 0:
             return None
     except (OSError, AttributeError):
         return None
@@ -91,16 +91,19 @@ def fs_type(path: Path | str) -> int | None:
 def can_syncfs(path: Path | str) -> bool:
     """Whether :func:`syncfs` is available (Linux) and trusted on ``path``'s file system
     (:data:`SYNCFS_FILE_SYSTEMS`)."""
-    return _SYNCFS is not None and fs_type(path) in SYNCFS_FILE_SYSTEMS
+    return _libc()[1] is not None and fs_type(path) in SYNCFS_FILE_SYSTEMS
 
 
 def syncfs(fd: int) -> None:
     """syncfs(2): write every dirty file and inode of the file system holding ``fd``, and
     wait. Since Linux 5.8 it also reports write-back errors that happened after ``fd`` was
     opened. Raises OSError; NotImplementedError where there is no syncfs."""
-    if _SYNCFS is None:
+    syncfs_fn = _libc()[1]
+    if syncfs_fn is None:
         raise NotImplementedError("syncfs")
-    if _SYNCFS(fd) != 0:  # ctypes releases the GIL for the call
+    if syncfs_fn(fd) != 0:  # ctypes releases the GIL for the call
+        import ctypes
+
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 
@@ -135,7 +138,7 @@ def atomic_write(directory: Path, name: str, data: bytes, mode: int = 0o600) -> 
     directory, fsync, rename over, fsync the directory. The temp file never survives an
     error. Raises OSError."""
     target = directory / name
-    tmp = directory / f"{TMP_PREFIX}{name}.{os.getpid()}.{secrets.token_hex(4)}"
+    tmp = directory / f"{TMP_PREFIX}{name}.{os.getpid()}.{os.urandom(4).hex()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
 import time
 from collections.abc import Iterable, Iterator
@@ -455,7 +454,7 @@ class Store:
             raise UnsafeName(f"{self.root / QUARANTINE_DIR} is a symlink")
         now = time.time()
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-        qdir = self.root / QUARANTINE_DIR / f"{stamp}-{secrets.token_hex(4)}"
+        qdir = self.root / QUARANTINE_DIR / f"{stamp}-{os.urandom(4).hex()}"
         info = {"reason": reason, "dirname": dirname, "subdir": sub, "filename": filename}
         data = json.dumps({**info, "time": now}).encode("ascii") + b"\n"
         with _fs(f"cannot quarantine {filename}"):

@@ -30,7 +30,6 @@ import itertools
 import json
 import os
 import re
-import secrets
 import socket
 import threading
 import time
@@ -335,7 +334,7 @@ def new_unique() -> str:
     now = time.time()
     secs = int(now)
     usecs = int((now - secs) * 1_000_000)
-    return f"{secs}.M{usecs}P{_Process.pid}Q{n}R{secrets.token_hex(4)}.{_Process.host}"
+    return f"{secs}.M{usecs}P{_Process.pid}Q{n}R{os.urandom(4).hex()}.{_Process.host}"
 
 
 def normalize_flags(flags: str | Iterable[str]) -> str:

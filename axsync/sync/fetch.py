@@ -13,7 +13,6 @@ a few blocking file-system calls (fsync-bound) at once.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import queue
@@ -21,7 +20,10 @@ import threading
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import asyncio
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -42,6 +44,8 @@ class LoopRunner:
     coroutines at a time."""
 
     def __init__(self, connections: int) -> None:
+        import asyncio  # here: a run with nothing to download does not pay for importing it
+
         self.loop = asyncio.new_event_loop()
         self._limit = asyncio.Semaphore(max(1, connections))
         self._pending: set[concurrent.futures.Future[None]] = set()

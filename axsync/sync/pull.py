@@ -37,10 +37,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from axsync.api import ApiClient
-from axsync.api.aio import AsyncSource
 from axsync.errors import (
     AxsyncError,
     DeletionGuardError,
@@ -63,6 +62,9 @@ from axsync.sync.local import SYSTEM, label_ids_for
 from axsync.sync.merge import merge
 from axsync.sync.report import Progress, RunReport
 from axsync.sync.staging import Staging
+
+if TYPE_CHECKING:
+    from axsync.api.aio import AsyncSource
 
 log = logging.getLogger("axsync.pull")
 

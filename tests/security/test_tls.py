@@ -65,3 +65,17 @@ def test_ca_bundle_makes_it_trusted(tls_server: tuple[str, Path]) -> None:
     url, cert = tls_server
     with ApiClient(url, "u", "p", verify=str(cert)) as api:
         assert api.server_info().server_version == "10.6.20"
+
+
+def test_https_verifies_certificates_and_host_names() -> None:
+    with ApiClient("https://127.0.0.1:1", "u", "p") as api:
+        context = api._http.ssl_context
+        assert context is not None
+        assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
+def test_plain_http_loads_no_certificates() -> None:
+    """Loading the CA store costs ~30 ms, a large part of a run with nothing to do: plain
+    http (loopback, or ``insecure = true``) never needs it."""
+    with ApiClient("http://127.0.0.1:1", "u", "p") as api:
+        assert api._http.lean and api._http.ssl_context is None

@@ -46,7 +46,8 @@ def test_syncfs_reports_errors(tmp_path: Path) -> None:
 
 
 def test_without_syncfs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(fsutil, "_SYNCFS", None)
+    libc, _syncfs = fsutil._libc()
+    monkeypatch.setattr(fsutil, "_libc", lambda: (libc, None))
     assert not fsutil.can_syncfs(tmp_path)
     assert fsutil.fs_type(tmp_path) is None
     with pytest.raises(NotImplementedError):
