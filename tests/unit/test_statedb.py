@@ -7,6 +7,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from axsync.errors import SchemaTooNew, StateError
 from axsync.statedb import CACHE_KIB, WAL_CHECKPOINT_PAGES, StateDB, _migration_sources
@@ -125,4 +127,69 @@ def test_message_roundtrip_and_history(tmp_path: Path) -> None:
     assert row is not None and row.label_ids == ("a", "z") and row.flags == "FS"
     hist = db.execute("SELECT flags FROM message_history WHERE uid=? ORDER BY rowid", (uid,)).fetchall()
     assert [h[0] for h in hist] == ["S", "FS"]
+    db.close()
+
+
+def _msg(i: int, labels: list[str], flags: str) -> dict[str, object]:
+    return {
+        "mail_id": f"m{i}", "folder_id": "f", "dirname": "", "base": f"b{i}",
+        "filename": f"b{i}:2,{flags}", "size": 10 + i, "server_size": 10, "vsize": 11,
+        "sha256": f"{i:064x}", "compression": "zstd", "flags": flags, "label_ids": labels,
+        "internal_date": 5, "message_id": f"<{i}@x>", "first_seen": 1, "last_seen": 1,
+    }
+
+
+_TABLES = {
+    "messages": "SELECT * FROM messages ORDER BY uid",
+    "search_queue": "SELECT uid FROM search_queue ORDER BY uid",
+    "message_history": "SELECT uid, folder_id, dirname, flags, label_ids, state "
+                       "FROM message_history ORDER BY rowid",
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    earlier=st.integers(0, 5),
+    batches=st.lists(st.lists(st.tuples(st.lists(st.sampled_from("abc"), max_size=3),
+                                        st.sampled_from(["", "S", "FS"])), max_size=6), max_size=4),
+)
+def test_insert_messages_is_insert_message_of_each(
+        tmp_path_factory: pytest.TempPathFactory, earlier: int,
+        batches: list[list[tuple[list[str], str]]]) -> None:
+    """The bulk insert of an initial pull leaves the same rows, queue entries and history
+    as one insert_message per row, after rows inserted one by one and some deleted."""
+    tables = []
+    for bulk in (False, True):
+        db = StateDB.open(tmp_path_factory.mktemp("db") / "s.sqlite")
+        with db.transaction():
+            for i in range(earlier):
+                db.insert_message(_msg(i, ["a"], "S"))
+            # the largest uids gone: new rows may take them again
+            db.execute("DELETE FROM message_history WHERE uid > 2")
+            db.execute("DELETE FROM search_queue WHERE uid > 2")
+            db.execute("DELETE FROM messages WHERE uid > 2")
+        n = 100
+        for batch in batches:
+            rows = []
+            for labels, flags in batch:
+                rows.append(_msg(n, labels, flags))
+                n += 1
+            with db.transaction():
+                if bulk:
+                    db.insert_messages(rows)
+                else:
+                    for row in rows:
+                        db.insert_message(row)
+        tables.append({name: db.execute(sql).fetchall() for name, sql in _TABLES.items()})
+        db.close()
+    assert tables[0] == tables[1]
+
+
+def test_insert_messages_wants_the_same_columns_in_each_row(tmp_path: Path) -> None:
+    db = StateDB.open(tmp_path / "s.sqlite")
+    other = _msg(2, [], "")
+    other.pop("vsize")
+    with pytest.raises(ValueError, match="same columns"), db.transaction():
+        db.insert_messages([_msg(1, [], ""), other])
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
     db.close()
