@@ -153,8 +153,13 @@ class _Stopped(BaseException):
     ``except Exception`` does not swallow it)."""
 
 
+#: How often :func:`fan_in` calls its ``idle`` while no value comes.
+IDLE_S = 0.02
+
+
 def fan_in(items: Sequence[T], produce: Callable[[T, Callable[[Any], None]], None],
-           workers: int, depth: int = 16) -> Generator[tuple[T, Any], None, None]:
+           workers: int, depth: int = 16, idle: Callable[[], None] | None = None,
+           ) -> Generator[tuple[T, Any], None, None]:
     """Run ``produce(item, put)`` for every item on up to ``workers`` threads and yield
     ``(item, value)`` for each value it puts, in the order they were put (one item's values
     keep their order; items interleave), then ``(item, End)`` once its ``produce`` has
@@ -163,7 +168,9 @@ def fan_in(items: Sequence[T], produce: Callable[[T, Callable[[Any], None]], Non
 
     For the network side of the gather phase: listings of many folders in flight at once,
     their pages applied to the state DB by the consumer (the only DB writer). Closing the
-    generator early stops the producers at their next ``put``."""
+    generator early stops the producers at their next ``put``. ``idle()`` is called on the
+    consumer's thread every ``IDLE_S`` seconds while it waits for a value (a streamed pull
+    keeps its downloads going meanwhile)."""
     if not items:
         return
     events: queue.Queue[tuple[T, Any]] = queue.Queue(maxsize=max(1, depth))
@@ -196,7 +203,14 @@ def fan_in(items: Sequence[T], produce: Callable[[T, Callable[[Any], None]], Non
             pool.submit(run, item)
         remaining = len(items)
         while remaining:
-            item, value = events.get()
+            if idle is None:
+                item, value = events.get()
+            else:
+                try:
+                    item, value = events.get(timeout=IDLE_S)
+                except queue.Empty:
+                    idle()
+                    continue
             if isinstance(value, End):
                 remaining -= 1
             yield item, value

@@ -33,6 +33,7 @@ import logging
 import queue
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from axsync.errors import (
     DeletionGuardError,
     EndpointMissing,
     IntegrityError,
+    NotFound,
     StoreError,
     TokenRejected,
 )
@@ -228,6 +230,8 @@ class Puller:
     _renamed: dict[str, str] = field(default_factory=dict)  # label id -> old atom
     _uniques: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     _downgraded: set[str] = field(default_factory=set)
+    _downloads: _Downloads | None = None  # a streamed pull's, from the gathering on
+    _kept: set[str] = field(default_factory=set)  # stale removals: see _still_there
     #: Told how many downloads start, and after every batch of rows recorded (outside any
     #: transaction): the engine's search index parses them meanwhile in other processes.
     observer: DownloadObserver | None = None
@@ -238,6 +242,15 @@ class Puller:
     # ================================================================ entry point
 
     def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:
+            if self._downloads is not None:  # a streamed pull's downloads: stop them
+                downloads, self._downloads = self._downloads, None
+                downloads.abort(exc)
+            raise
+
+    def _run(self) -> None:
         now = int(time.time())
         mail_delta, folder_delta = self._capabilities(now)
         self.progress.phase("folders")
@@ -257,27 +270,49 @@ class Puller:
         labels_token = self._gather_labels()
         self._decide_content_sync(states, fplan, folder_delta)
         staging = Staging(self.db)
+        stream = self._can_stream(mail_delta)
+        if stream:
+            # Nothing archived yet: each folder's mails are downloaded as soon as it is
+            # gathered, while the others still are (an initial pull spent the gathering of
+            # a 100k mailbox, 5 s, with one CPU idle). The folders must exist for that.
+            self._execute_folders(fplan, states, now)
+            self._execute_label_renames()
+            self._downloads = _Downloads(self, staging, states)
         self.progress.phase("changes")
         self._gather_folders([st for st in states.values() if st.needs_sync], staging,
                              mail_delta, fplan.validity_reset)
         with self.db.transaction():  # folders deleted for good on the server, with their mails
             staging.add_orphans(a.folder_id for a in fplan.actions if a.kind == "gone")
+        if self._downloads is not None:
+            # Recorded before planning: a mail fed, then staged again by another folder
+            # (moved meanwhile, same id), is planned as a move of its file.
+            self._downloads.drain()
         self._gather_conversations(states, mail_delta)
         pplan = self._plan(fplan, states, staging)
         if self.options.dry_run:
             self._describe(pplan, states)
             return
         self._guard(pplan)
-        self._execute_folders(fplan, states, now)
+        if not stream:
+            self._execute_folders(fplan, states, now)
         self._execute_relocations(pplan, states)
         self._execute_updates(staging, states)
-        self._execute_label_renames()
+        if not stream:
+            self._execute_label_renames()
         self._execute_downloads(staging, states, pplan)
         self._sweep_orphans()  # before removals: a gone folder's directory must be empty
         self._execute_removals(staging, states, pplan)
         self._save_tokens(states, folders_token, delta_token, labels_token, now)
 
     # ================================================================ gather
+
+    def _can_stream(self, mail_delta: bool) -> bool:
+        """Whether this pull may download each folder's mails as soon as it is gathered:
+        an initial pull (no message archived, so no mail of it can be a move, an update
+        or a removal of one) from a server with mail deltas (which carry each mail's
+        conversation: 10.4's conversation lists are read after the gathering)."""
+        return (mail_delta and not self.options.dry_run
+                and self.db.execute("SELECT 1 FROM messages LIMIT 1").fetchone() is None)
 
     def _capabilities(self, now: int) -> tuple[bool, bool]:
         acc = self.db.account() or {}
@@ -452,8 +487,10 @@ class Puller:
                     put(_TOKEN_REJECTED)
             put(self.api.list_all_mails(fid))
 
+        downloads = self._downloads
+        idle = downloads.pump if downloads is not None else None
         refw_folders: list[str] = []
-        for st, event in fan_in(todo, produce, workers=self.options.concurrency):
+        for st, event in fan_in(todo, produce, workers=self.options.concurrency, idle=idle):
             fid, start = st.target.id, starts[st.target.id]
             if isinstance(event, End):
                 if event.error is not None:
@@ -466,6 +503,8 @@ class Puller:
                     refw_folders.append(fid)
                     if st.new_content_token is None:
                         st.new_content_token = st.target.content_token
+                if downloads is not None:  # its mails are all staged
+                    downloads.feed_folder(fid)
             elif event is _NO_DELTA:
                 self._downgrade("mail_delta")
             elif event is _TOKEN_REJECTED:
@@ -491,6 +530,8 @@ class Puller:
                     for mid in event.removed:
                         staging.add_removed(mid, fid)
                 st.new_delta_token = event.sync_token
+            if downloads is not None:
+                downloads.pump()
         self._resolve_refw(refw_folders)
 
     def _resolve_refw(self, folder_ids: list[str]) -> None:
@@ -635,7 +676,7 @@ class Puller:
         # planner, without statistics on temp tables, read every message row instead.)
         cur = self.db.execute(
             "SELECT s.mail_id, m.uid FROM st_new s CROSS JOIN messages m ON m.mail_id = s.mail_id "
-            "WHERE m.state = 'present' AND s.kind = 'new'"  # replaced: new content, download it
+            "WHERE m.state = 'present' AND s.kind = 'new' AND s.fed = 0"  # replaced: download it
         )
         same_id = dict(cur.fetchall())
         # Moves with a new id: Message-ID + server size against rows vanishing in this run.
@@ -645,7 +686,8 @@ class Puller:
                 "SELECT m.uid, m.mail_id, m.folder_id, m.dirname, coalesce(m.server_size, m.size), "
                 "m.sha256, m.message_id, m.internal_date FROM st_rm r CROSS JOIN messages m ON r.mail_id = m.mail_id "
                 "WHERE m.state = 'present' AND m.message_id != '' AND EXISTS (SELECT 1 FROM st_new s "
-                "WHERE s.message_id = m.message_id AND s.size = coalesce(m.server_size, m.size))"
+                "WHERE s.message_id = m.message_id AND s.size = coalesce(m.server_size, m.size) "
+                "AND s.fed = 0)"
             ).fetchall()
         ]
         candidates = []
@@ -683,15 +725,62 @@ class Puller:
                     and dir_of.get(fid, row.dirname) == row.dirname:
                 continue
             pplan.counts(dir_of.get(fid, "?")).updates += 1
-        for mid, _fid in staging.removed():
+        elsewhere: list[tuple[str, str]] = []
+        for mid, fid in staging.removed():
             row = self.db.message_by_mail_id(mid)
             if row is None or row.uid in relocated_uids:
                 continue
+            if row.folder_id != fid and row.state == "present":
+                elsewhere.append((mid, fid))
+                continue
             pplan.counts(row.dirname).removals += 1
+        self._kept = self._still_there(elsewhere, states)
+        for mid, _fid in elsewhere:
+            row = self.db.message_by_mail_id(mid)
+            if row is not None and mid not in self._kept:
+                pplan.counts(row.dirname).removals += 1
         for a in fplan.actions:
             if a.kind == "rename":
                 pplan.counts(a.dirname).renames += 1
         return pplan
+
+    def _still_there(self, removals: list[tuple[str, str]], states: dict[str, _FolderState]) -> set[str]:
+        """Of mails a folder reports removed while the archive has them in another folder
+        (and no move matched them), those the server still has: their removal is stale.
+
+        A mail moved, keeping its id, from folder A to folder B while a pull gathers them,
+        B after A: A's token predates the move, B's listing has the mail. The next run,
+        A reports it removed, and B reports nothing. Deleting it would lose it from the
+        archive for good. A removal after a local move the push sent is real: the server
+        no longer has that id. One ``GET /mails/{id}`` each, in flight at once; when the
+        server cannot say, the mail is kept and the folder gathered again next run."""
+        if not removals:
+            return set()
+
+        def lookup(job: tuple[str, str]) -> AxsyncError | bool:
+            try:
+                self.api.get_mail(job[0])
+                return True
+            except NotFound:
+                return False
+            except AxsyncError as exc:
+                return exc
+
+        kept: set[str] = set()
+        with ThreadPoolExecutor(max(1, min(self.options.concurrency, len(removals))),
+                                thread_name_prefix="axsync-gather") as pool:
+            for (mid, fid), there in zip(removals, pool.map(lookup, removals), strict=True):
+                if there is False:
+                    continue
+                kept.add(mid)
+                if there is True:
+                    log.info("mail %s reported removed from folder %s, which it had left: kept", mid, fid)
+                    continue
+                self.report.fail(f"mail {mid}", f"reported removed, not checked: {there}")
+                st = states.get(fid)
+                if st is not None:
+                    st.failed = True  # its token stays: the removal comes again next run
+        return kept
 
     def _guard(self, pplan: P.PullPlan) -> None:
         if pplan.removals_mode != "delete":
@@ -910,16 +999,18 @@ class Puller:
                 f"folder {dirname or 'INBOX'}: more than 26 keywords; {len(lost)} label(s) kept "
                 "only in the state DB")
 
-    def _prepare_keywords(self, staging: Staging, dir_of: dict[str, str]) -> None:
+    def _prepare_keywords(self, staging: Staging, dir_of: dict[str, str],
+                          folder_id: str | None = None) -> None:
         """Give the labels of the mails to download their keyword letters before the
         downloads start: one ``dovecot-keywords`` write (two fsyncs) per folder, the
         folders' files written at once by a few threads (one after the other, a mailbox's
         30 folders took 0.3-0.5 s before the first download). At each label's first mail,
         it was one write per label and folder, on the thread that records the downloads.
-        Letters come in the same order either way."""
+        Letters come in the same order either way. ``folder_id``: only that folder's
+        mails (a streamed pull feeds a folder at a time; letters are per folder)."""
         wanted: dict[str, dict[str, None]] = {}
-        for folder_id, label_ids in staging.new_label_sets():
-            dirname = dir_of.get(folder_id)
+        for fid, label_ids in staging.new_label_sets(folder_id):
+            dirname = dir_of.get(fid)
             if dirname is not None:
                 wanted.setdefault(dirname, {}).update(dict.fromkeys(label_ids))
         work = {dirname: missing for dirname, ids in wanted.items()
@@ -1166,136 +1257,15 @@ class Puller:
     # ---------------------------------------------------------------- downloads
 
     def _execute_downloads(self, staging: Staging, states: dict[str, _FolderState], pplan: P.PullPlan) -> None:
-        dir_of = {fid: st.target.dirname for fid, st in states.items()}
-        # Streamed twice from the staging table (count, then download): a list of every new
-        # Mail made the initial pull's memory grow with the mailbox (~80 MB per 100k).
-        todo_count, todo_bytes = staging.new_totals(self._relocated_new)
-        if not todo_count:
-            return
-        self.progress.phase("download")
-        self.progress.add_total(todo_count, todo_bytes)
-        self._prepare_keywords(staging, dir_of)
-        # Told once the first downloads are on their way: loading the search index (its
-        # modules, the message parser) overlaps with their first round trip.
-        observer = self.observer
-        # An archive without a message yet (an initial pull) has nothing a mail could be
-        # archived as already: no lookup per mail.
-        archived = self.db.execute("SELECT 1 FROM messages LIMIT 1").fetchone() is not None
-        # ...nor a removal a download could be the other end of (a move matched by content,
-        # see _record_download): then new mails' rows are inserted many at a time.
-        in_bulk = not archived and self.db.execute("SELECT 1 FROM st_rm LIMIT 1").fetchone() is None
-        # Results come back in lists through one queue: a group commit's files (one list per
-        # group, see GroupCommit), or one failed download. Waiting on the set of in-flight
-        # futures cost the main thread a pass over all of them per finished download.
-        done: queue.SimpleQueue[list[_Done]] = queue.SimpleQueue()
-        inflight = 0
-        limit = max(1, self.options.concurrency) * 4
-        pending_rows: list[tuple[Mail, str, str, Any]] = []
-        unsynced: set[Path] = set()  # directories of adopted files, fsynced at flush
-
-        def flush() -> None:
-            if not pending_rows:
-                return
-            # Downloaded files came through the group commit (their names are durable);
-            # an adopted file's name is made durable here, before any row says so.
-            self.store.sync_dirs(unsynced)
-            with self.db.transaction():
-                fresh: list[dict[str, Any]] = []
-                for mail, kind, dirname, stored in pending_rows:
-                    if in_bulk and kind == "new":
-                        fresh.append(self._new_row(mail, kind, dirname, stored))
-                    else:
-                        self._record_download(mail, kind, dirname, stored)
-                self.db.insert_messages(fresh)
-            pending_rows.clear()
-            if self.observer is not None:
-                self.observer.recorded()
-
-        connections = max(1, self.options.concurrency)
-        fetcher = getattr(self.api, "source_fetcher", None)
-        source = fetcher() if fetcher is not None else None
-        commit: GroupCommit[tuple[Mail, str, str]] = GroupCommit(
-            self.store.root, lambda results: done.put([(*key, stored, exc) for key, stored, exc in results]))
-        runner: contextlib.AbstractContextManager[Any]
-        if source is not None:  # every download on one event loop (axsync.sync.fetch)
-            loop_runner = LoopRunner(connections)
-            loop_runner.on_close(source.close)
-            runner = loop_runner
-
-            def submit(calls: list[tuple[Mail, str, str, str, str]]) -> None:
-                loop_runner.submit_many(self._download_async, [(source, done, commit, *c) for c in calls])
-        else:  # a thread per connection (a proxy, a caller's own HTTP transport)
-            pool = ThreadPoolExecutor(max_workers=connections, thread_name_prefix="axsync-dl")
-            runner = pool
-
-            def submit(calls: list[tuple[Mail, str, str, str, str]]) -> None:
-                for c in calls:
-                    pool.submit(self._download_to, done, commit, *c)
-
-        with commit, runner:
-            it: Iterator[tuple[Mail, str]] = (
-                (m, k) for m, k in staging.new_mails() if m.id not in self._relocated_new)
-            exhausted = False
-            last_flush = last_tick = time.monotonic()
-            while True:
-                calls: list[tuple[Mail, str, str, str, str]] = []
-                while not exhausted and inflight < limit:
-                    try:
-                        mail, kind = next(it)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    dirname = dir_of.get(mail.folder_id)
-                    if dirname is None:
-                        continue
-                    known = self.db.message_by_mail_id(mail.id) if archived else None
-                    if known is not None and kind == "new":
-                        continue  # already archived (a resumed run)
-                    unique = unique_for(mail, self.host, known.base if known is not None else "")
-                    letters = self._flags_for(dirname, mail.flags, mail.label_ids)
-                    adopted = self._adopt(mail, dirname, unique, letters, unsynced)
-                    if adopted is not None:
-                        pending_rows.append((mail, kind, dirname, adopted))
-                        continue
-                    self._tick()
-                    calls.append((mail, kind, dirname, unique, letters))
-                    inflight += 1
-                submit(calls)
-                if observer is not None:
-                    observer.downloads_started(todo_count)
-                    observer = None
-                if not inflight:
-                    break
-                finished: list[_Done] = []
-                with contextlib.suppress(queue.Empty):
-                    finished.extend(done.get(timeout=1.0))
-                    while True:
-                        finished.extend(done.get_nowait())
-                for mail, kind, dirname, stored, exc in finished:
-                    inflight -= 1
-                    if exc is not None:
-                        if not isinstance(exc, AxsyncError):
-                            raise exc  # a bug: as fut.result() would have raised it
-                        if _archive_unwritable(exc):
-                            with contextlib.suppress(StoreError):
-                                flush()  # keep what is already on disk recorded
-                            raise StoreError(
-                                f"the archive cannot be written ({exc}); nothing was lost: free "
-                                "space or make it writable, then run again") from exc
-                        self._fail_mail(mail, states, exc)
-                        self.progress.advance(1, 0, dirname)
-                        continue
-                    assert stored is not None
-                    pending_rows.append((mail, kind, dirname, stored))
-                    self.progress.advance(1, stored.size, dirname)
-                now = time.monotonic()
-                if len(pending_rows) >= RECORD_ROWS or now - last_flush > RECORD_EVERY_S:
-                    flush()
-                    last_flush = last_tick = time.monotonic()
-                elif self.observer is not None and now - last_tick > TICK_S:
-                    self.observer.tick()  # outside any transaction, as after a flush
-                    last_tick = now
-            flush()
+        """Download the staged new mails (those a streamed pull fed already are done)."""
+        downloads = self._downloads or _Downloads(self, staging, states)
+        self._downloads = None
+        try:
+            downloads.feed_rest()
+            downloads.finish()
+        except BaseException as exc:
+            downloads.abort(exc)
+            raise
 
     def _fail_mail(self, mail: Mail, states: dict[str, _FolderState], exc: Exception) -> None:
         log.warning("mail %s failed: %s", mail.id, exc)
@@ -1448,6 +1418,8 @@ class Puller:
                 row = self.db.message_by_mail_id(mid)
                 if row is None or row.state != "present" or row.uid in self._relocated_uids:
                     continue
+                if mid in self._kept:  # removed from a folder it had left: see _still_there
+                    continue
                 self._tick()
                 self._retire(row, replaced=False)
                 self.report.pulled.deleted += 1
@@ -1542,6 +1514,231 @@ class Puller:
                 "updated_at=excluded.updated_at",
                 (int(time.time()),),
             )
+
+
+class _Downloads:
+    """The downloads of one pull, and the recording of what they bring.
+
+    Mails are fed in folder-sized runs: all staged ones after planning
+    (:meth:`feed_rest`), or, in a streamed pull (:meth:`Puller._can_stream`), each folder
+    as soon as its gathering ends while other folders are still gathered
+    (:meth:`feed_folder`). :meth:`pump` hands fed mails to the network while fewer than
+    ``limit`` are in flight and records the finished ones; :meth:`finish` runs until all
+    are done. Downloads run on one event loop (or a thread per connection, see
+    :meth:`ApiClient.source_fetcher`); files come back through the group commit, their
+    names durable, and are recorded in transactions of ``RECORD_ROWS`` rows or
+    ``RECORD_EVERY_S`` seconds, on the calling thread (the only DB writer)."""
+
+    def __init__(self, puller: Puller, staging: Staging, states: dict[str, _FolderState]) -> None:
+        self.p = puller
+        self.staging = staging
+        self.states = states
+        self.dir_of = {fid: st.target.dirname for fid, st in states.items()}
+        db = puller.db
+        # An archive without a message yet (an initial pull) has nothing a mail could be
+        # archived as already: no lookup per mail...
+        self.archived = db.execute("SELECT 1 FROM messages LIMIT 1").fetchone() is not None
+        # ...nor a removal a download could be the other end of (a move matched by content,
+        # see _record_download): then new mails' rows are inserted many at a time.
+        self.in_bulk = not self.archived and db.execute("SELECT 1 FROM st_rm LIMIT 1").fetchone() is None
+        # Results come back in lists through one queue: a group commit's files (one list per
+        # group, see GroupCommit), or one failed download. Waiting on the set of in-flight
+        # futures cost the main thread a pass over all of them per finished download.
+        self.done: queue.SimpleQueue[list[_Done]] = queue.SimpleQueue()
+        self.inflight = 0
+        self.limit = max(1, puller.options.concurrency) * 4
+        self.pending_rows: list[tuple[Mail, str, str, Any]] = []
+        self.unsynced: set[Path] = set()  # directories of adopted files, fsynced at flush
+        self.unrecorded: set[str] = set()  # mail ids handed out, not recorded nor failed yet
+        self.sources: deque[Iterator[tuple[Mail, str]]] = deque()
+        self.todo = 0  # mails fed so far
+        self._told = 0  # ...of which the observer was told
+        self._exits: contextlib.ExitStack | None = None
+        self._submit: Callable[[list[tuple[Mail, str, str, str, str]]], None] | None = None
+        self.last_flush = self.last_tick = time.monotonic()
+
+    # ------------------------------------------------------------------ feeding
+
+    def feed_folder(self, folder_id: str) -> None:
+        """A streamed pull: ``folder_id`` is gathered; its staged new mails go now."""
+        if folder_id not in self.dir_of:
+            return
+        count, nbytes = self.p.db.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM st_new WHERE folder_id = ? AND fed = 0",
+            (folder_id,)).fetchone()
+        if count:
+            self.p._prepare_keywords(self.staging, self.dir_of, folder_id)
+            self._feed(self._folder_mails(folder_id), int(count), int(nbytes))
+
+    def feed_rest(self) -> None:
+        """After planning: every staged new mail not fed yet, but those relocated."""
+        skip = self.p._relocated_new
+        count, nbytes = self.staging.new_totals(skip)
+        if count:
+            self.p._prepare_keywords(self.staging, self.dir_of)
+            self._feed(((m, k) for m, k in self.staging.new_mails() if m.id not in skip), count, nbytes)
+
+    def _feed(self, mails: Iterator[tuple[Mail, str]], count: int, nbytes: int) -> None:
+        if self._exits is None:
+            self._start()
+        self.p.progress.add_total(count, nbytes)
+        self.todo += count
+        self.sources.append(mails)
+
+    def _folder_mails(self, folder_id: str) -> Iterator[tuple[Mail, str]]:
+        """A gathered folder's new mails, a page at a time, each marked fed when taken. A
+        mail already handed out (fed by another folder, then staged again here: moved
+        meanwhile, same id) stays unfed: planning relocates its file."""
+        after: tuple[int, str] | None = None
+        while True:
+            page = self.staging.take_new(folder_id, after)
+            if not page:
+                return
+            after = (page[-1][0].date, page[-1][0].id)
+            ids = [m.id for m, _k in page]
+            taken = self.unrecorded.intersection(ids)
+            marks = ",".join("?" * len(ids))
+            taken.update(r[0] for r in self.p.db.execute(
+                f"SELECT mail_id FROM messages WHERE mail_id IN ({marks})", ids))
+            page = [(m, k) for m, k in page if m.id not in taken]
+            with self.p.db.transaction():
+                self.staging.mark_fed(m.id for m, _k in page)
+            yield from page
+
+    # ------------------------------------------------------------------ running
+
+    def _start(self) -> None:
+        p = self.p
+        p.progress.phase("download")
+        connections = max(1, p.options.concurrency)
+        fetcher = getattr(p.api, "source_fetcher", None)
+        source = fetcher() if fetcher is not None else None
+        done = self.done
+        commit: GroupCommit[tuple[Mail, str, str]] = GroupCommit(
+            p.store.root, lambda results: done.put([(*key, stored, exc) for key, stored, exc in results]))
+        exits = contextlib.ExitStack()
+        exits.enter_context(commit)
+        if source is not None:  # every download on one event loop (axsync.sync.fetch)
+            loop_runner = exits.enter_context(LoopRunner(connections))
+            loop_runner.on_close(source.close)
+
+            def submit(calls: list[tuple[Mail, str, str, str, str]]) -> None:
+                loop_runner.submit_many(p._download_async, [(source, done, commit, *c) for c in calls])
+        else:  # a thread per connection (a proxy, a caller's own HTTP transport)
+            pool = exits.enter_context(
+                ThreadPoolExecutor(max_workers=connections, thread_name_prefix="axsync-dl"))
+
+            def submit(calls: list[tuple[Mail, str, str, str, str]]) -> None:
+                for c in calls:
+                    pool.submit(p._download_to, done, commit, *c)
+
+        self._exits, self._submit = exits, submit
+
+    def pump(self, wait: bool = False) -> None:
+        """Hand out fed mails while fewer than ``limit`` are in flight, then record what
+        came back (waiting up to a second for something when ``wait``)."""
+        p = self.p
+        calls: list[tuple[Mail, str, str, str, str]] = []
+        while self.sources and self.inflight < self.limit:
+            try:
+                mail, kind = next(self.sources[0])
+            except StopIteration:
+                self.sources.popleft()
+                continue
+            dirname = self.dir_of.get(mail.folder_id)
+            if dirname is None:
+                continue
+            known = p.db.message_by_mail_id(mail.id) if self.archived else None
+            if known is not None and kind == "new":
+                continue  # already archived (a resumed run)
+            unique = unique_for(mail, p.host, known.base if known is not None else "")
+            letters = p._flags_for(dirname, mail.flags, mail.label_ids)
+            adopted = p._adopt(mail, dirname, unique, letters, self.unsynced)
+            self.unrecorded.add(mail.id)
+            if adopted is not None:
+                self.pending_rows.append((mail, kind, dirname, adopted))
+                continue
+            p._tick()
+            calls.append((mail, kind, dirname, unique, letters))
+            self.inflight += 1
+        if calls:
+            assert self._submit is not None
+            self._submit(calls)
+        if p.observer is not None and self.todo > self._told:
+            # Told once the first downloads are on their way: loading the search index
+            # (its modules, the message parser) overlaps with their first round trip.
+            p.observer.downloads_started(self.todo)
+            self._told = self.todo
+        finished: list[_Done] = []
+        if self.inflight:
+            with contextlib.suppress(queue.Empty):
+                finished.extend(self.done.get(timeout=1.0) if wait else self.done.get_nowait())
+                while True:
+                    finished.extend(self.done.get_nowait())
+        for mail, kind, dirname, stored, exc in finished:
+            self.inflight -= 1
+            if exc is not None:
+                self.unrecorded.discard(mail.id)
+                if not isinstance(exc, AxsyncError):
+                    raise exc  # a bug: as fut.result() would have raised it
+                if _archive_unwritable(exc):
+                    with contextlib.suppress(StoreError):
+                        self.flush()  # keep what is already on disk recorded
+                    raise StoreError(
+                        f"the archive cannot be written ({exc}); nothing was lost: free "
+                        "space or make it writable, then run again") from exc
+                p._fail_mail(mail, self.states, exc)
+                p.progress.advance(1, 0, dirname)
+                continue
+            assert stored is not None
+            self.pending_rows.append((mail, kind, dirname, stored))
+            p.progress.advance(1, stored.size, dirname)
+        now = time.monotonic()
+        if len(self.pending_rows) >= RECORD_ROWS or now - self.last_flush > RECORD_EVERY_S:
+            self.flush()
+            self.last_flush = self.last_tick = time.monotonic()
+        elif p.observer is not None and now - self.last_tick > TICK_S:
+            p.observer.tick()  # outside any transaction, as after a flush
+            self.last_tick = now
+
+    def drain(self) -> None:
+        """Run until every fed mail is downloaded (or failed) and recorded."""
+        while self.sources or self.inflight:
+            self.pump(wait=True)
+        self.flush()
+
+    def finish(self) -> None:
+        """:meth:`drain`, then stop the network side."""
+        self.drain()
+        if self._exits is not None:
+            exits, self._exits = self._exits, None
+            exits.close()
+
+    def abort(self, exc: BaseException) -> None:
+        """After ``exc``: stop the network side as leaving ``with`` blocks would."""
+        if self._exits is not None:
+            exits, self._exits = self._exits, None
+            exits.__exit__(type(exc), exc, exc.__traceback__)
+
+    def flush(self) -> None:
+        if not self.pending_rows:
+            return
+        p = self.p
+        # Downloaded files came through the group commit (their names are durable); an
+        # adopted file's name is made durable here, before any row says so.
+        p.store.sync_dirs(self.unsynced)
+        with p.db.transaction():
+            fresh: list[dict[str, Any]] = []
+            for mail, kind, dirname, stored in self.pending_rows:
+                if self.in_bulk and kind == "new":
+                    fresh.append(p._new_row(mail, kind, dirname, stored))
+                else:
+                    p._record_download(mail, kind, dirname, stored)
+            p.db.insert_messages(fresh)
+        self.unrecorded.difference_update(mail.id for mail, _k, _d, _s in self.pending_rows)
+        self.pending_rows.clear()
+        if p.observer is not None:
+            p.observer.recorded()
 
 
 def _archive_unwritable(exc: BaseException) -> bool:

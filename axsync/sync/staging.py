@@ -19,7 +19,8 @@ CREATE TEMP TABLE IF NOT EXISTS st_new (
     mail_id TEXT PRIMARY KEY, folder_id TEXT NOT NULL, kind TEXT NOT NULL, size INTEGER NOT NULL,
     date INTEGER NOT NULL, unread INTEGER, flagged INTEGER, draft INTEGER, deleted INTEGER,
     refw TEXT, label_ids TEXT, message_id TEXT, subject TEXT, from_addr TEXT,
-    conversation_id TEXT, has_attachments INTEGER
+    conversation_id TEXT, has_attachments INTEGER,
+    fed INTEGER NOT NULL DEFAULT 0  -- handed to the downloads already (see take_new)
 );
 CREATE TEMP TABLE IF NOT EXISTS st_upd (
     mail_id TEXT PRIMARY KEY, folder_id TEXT NOT NULL, unread INTEGER, flagged INTEGER,
@@ -28,7 +29,10 @@ CREATE TEMP TABLE IF NOT EXISTS st_upd (
 CREATE TEMP TABLE IF NOT EXISTS st_rm (mail_id TEXT PRIMARY KEY, folder_id TEXT NOT NULL);
 CREATE TEMP TABLE IF NOT EXISTS st_listed (mail_id TEXT PRIMARY KEY);
 CREATE INDEX IF NOT EXISTS temp.st_new_msgid ON st_new(message_id, size);
+CREATE INDEX IF NOT EXISTS temp.st_new_order ON st_new(folder_id, date, mail_id);
 """
+_NEW_COLUMNS = ("mail_id, folder_id, kind, size, date, unread, flagged, draft, deleted, refw, "
+                "label_ids, message_id, subject, from_addr, conversation_id, has_attachments")
 
 
 def _flags_cols(flags: MailFlags) -> tuple[int, int, int, int]:
@@ -67,14 +71,16 @@ class Staging:
         ids = [(row[0],) for row in rows]
         self.db.executemany("DELETE FROM st_rm WHERE mail_id = ?", ids)
         self.db.executemany("DELETE FROM st_upd WHERE mail_id = ?", ids)
-        self.db.executemany("INSERT OR REPLACE INTO st_new VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        # A mail staged again (another folder's page: moved meanwhile) is not fed yet.
+        self.db.executemany(f"INSERT OR REPLACE INTO st_new ({_NEW_COLUMNS}) "
+                            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
 
     def add_update(self, upd: MailUpdate, refw: str | None = None) -> None:
         self.db.execute("DELETE FROM st_rm WHERE mail_id = ?", (upd.id,))
-        cur = self.db.execute("SELECT 1 FROM st_new WHERE mail_id = ?", (upd.id,)).fetchone()
+        cur = self.db.execute("SELECT 1 FROM st_new WHERE mail_id = ? AND fed = 0", (upd.id,)).fetchone()
         unread, flagged, draft, deleted = _flags_cols(upd.flags)
         labels = json.dumps(sorted(upd.label_ids))
-        if cur:  # new earlier in this run: fold the update into it
+        if cur:  # new earlier in this run, not downloaded yet: fold the update into it
             self.db.execute(
                 "UPDATE st_new SET unread=?, flagged=?, draft=?, deleted=?, label_ids=?, "
                 "conversation_id=coalesce(?, conversation_id), refw=coalesce(?, refw) WHERE mail_id=?",
@@ -171,9 +177,11 @@ class Staging:
 
     def new_totals(self, skip: set[str] | frozenset[str] = frozenset()) -> tuple[int, int]:
         """(count, bytes) of the staged new mails, leaving out the ids in ``skip``."""
-        count, size = self.db.execute("SELECT count(*), coalesce(sum(size), 0) FROM st_new").fetchone()
+        count, size = self.db.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM st_new WHERE fed = 0").fetchone()
         for mail_id in skip:
-            row = self.db.execute("SELECT size FROM st_new WHERE mail_id = ?", (mail_id,)).fetchone()
+            row = self.db.execute("SELECT size FROM st_new WHERE mail_id = ? AND fed = 0",
+                                  (mail_id,)).fetchone()
             if row is not None:
                 count, size = count - 1, size - int(row[0])
         return int(count), int(size)
@@ -181,13 +189,15 @@ class Staging:
     def new_counts(self) -> list[tuple[str, int, int]]:
         """(folder_id, count, bytes) of the staged new mails of each folder."""
         return [(str(f), int(n), int(b)) for f, n, b in self.db.execute(
-            "SELECT folder_id, count(*), coalesce(sum(size), 0) FROM st_new GROUP BY folder_id")]
+            "SELECT folder_id, count(*), coalesce(sum(size), 0) FROM st_new WHERE fed = 0 "
+            "GROUP BY folder_id")]
 
     def new_mails(self, where: str = "1", params: tuple[object, ...] = ()) -> Iterator[tuple[Mail, str]]:
+        """(mail, kind) of the staged new mails not fed to the downloads yet, by folder and
+        date (a cursor open meanwhile: no other statement may write ``st_new``)."""
         cur = self.db.execute(
-            "SELECT mail_id, folder_id, kind, size, date, unread, flagged, draft, deleted, refw, "
-            f"label_ids, message_id, subject, from_addr, conversation_id, has_attachments FROM st_new "
-            f"WHERE {where} ORDER BY folder_id, date, mail_id", params,
+            f"SELECT {_NEW_COLUMNS} FROM st_new "
+            f"WHERE fed = 0 AND {where} ORDER BY folder_id, date, mail_id", params,
         )
         while True:
             rows = cur.fetchmany(500)
@@ -196,13 +206,36 @@ class Staging:
             for r in rows:
                 yield _mail(r), r[2]
 
-    def new_label_sets(self) -> Iterator[tuple[str, tuple[str, ...]]]:
+    def take_new(self, folder_id: str, after: tuple[int, str] | None, limit: int = 500
+                 ) -> list[tuple[Mail, str]]:
+        """The next ``limit`` staged new mails of ``folder_id`` not fed yet, after ``after``
+        (a ``(date, mail_id)``), in :meth:`new_mails` order. For a pull that feeds a folder
+        to the downloads while other folders are still gathered: each call is a query of
+        its own, so no cursor stays open while their pages are staged."""
+        date, mail_id = after if after is not None else (-(2**63), "")
+        rows = self.db.execute(
+            f"SELECT {_NEW_COLUMNS} FROM st_new WHERE folder_id = ? AND fed = 0 "
+            "AND (date, mail_id) > (?, ?) ORDER BY date, mail_id LIMIT ?",
+            (folder_id, date, mail_id, limit)).fetchall()
+        return [(_mail(r), str(r[2])) for r in rows]
+
+    def mark_fed(self, mail_ids: Iterable[str]) -> None:
+        """These mails are downloaded (or being): planning and downloading leave them out,
+        updates go to ``st_upd`` (applied to their rows), and a removal reported by
+        another folder still does not cancel them. Staged again (a later page of another
+        folder), a mail is not fed any more."""
+        self.db.executemany("UPDATE st_new SET fed = 1 WHERE mail_id = ?", [(m,) for m in mail_ids])
+
+    def new_label_sets(self, folder_id: str | None = None) -> Iterator[tuple[str, tuple[str, ...]]]:
         """(folder_id, label_ids) of each distinct non-empty label set of the new mails of
-        each folder, in the order :meth:`new_mails` first meets it."""
+        each folder (or of ``folder_id``) not fed yet, in the order :meth:`new_mails` first
+        meets it."""
+        where, params = ("", ()) if folder_id is None else ("AND folder_id = ? ", (folder_id,))
         cur = self.db.execute(
             "SELECT folder_id, label_ids FROM (SELECT folder_id, label_ids, date, mail_id, "
             "row_number() OVER (PARTITION BY folder_id, label_ids ORDER BY date, mail_id) AS n "
-            "FROM st_new WHERE label_ids != '[]') WHERE n = 1 ORDER BY folder_id, date, mail_id"
+            f"FROM st_new WHERE fed = 0 AND label_ids != '[]' {where}) WHERE n = 1 "
+            "ORDER BY folder_id, date, mail_id", params,
         )
         for fid, labels in cur.fetchall():
             yield str(fid), tuple(json.loads(str(labels)))
