@@ -1563,12 +1563,10 @@ class _Downloads:
         """A streamed pull: ``folder_id`` is gathered; its staged new mails go now."""
         if folder_id not in self.dir_of:
             return
-        count, nbytes = self.p.db.execute(
-            "SELECT count(*), coalesce(sum(size), 0) FROM st_new WHERE folder_id = ? AND fed = 0",
-            (folder_id,)).fetchone()
+        count, nbytes = self.staging.new_totals(folder_id=folder_id)
         if count:
             self.p._prepare_keywords(self.staging, self.dir_of, folder_id)
-            self._feed(self._folder_mails(folder_id), int(count), int(nbytes))
+            self._feed(self._folder_mails(folder_id), count, nbytes)
 
     def feed_rest(self) -> None:
         """After planning: every staged new mail not fed yet, but those relocated."""
@@ -1616,23 +1614,25 @@ class _Downloads:
         done = self.done
         commit: GroupCommit[tuple[Mail, str, str]] = GroupCommit(
             p.store.root, lambda results: done.put([(*key, stored, exc) for key, stored, exc in results]))
-        exits = contextlib.ExitStack()
-        exits.enter_context(commit)
-        if source is not None:  # every download on one event loop (axsync.sync.fetch)
-            loop_runner = exits.enter_context(LoopRunner(connections))
-            loop_runner.on_close(source.close)
+        submit: Callable[[list[tuple[Mail, str, str, str, str]]], None]
+        with contextlib.ExitStack() as exits:  # kept open (pop_all) once all is set up
+            exits.enter_context(commit)
+            if source is not None:  # every download on one event loop (axsync.sync.fetch)
+                loop_runner = exits.enter_context(LoopRunner(connections))
+                loop_runner.on_close(source.close)
 
-            def submit(calls: list[tuple[Mail, str, str, str, str]]) -> None:
-                loop_runner.submit_many(p._download_async, [(source, done, commit, *c) for c in calls])
-        else:  # a thread per connection (a proxy, a caller's own HTTP transport)
-            pool = exits.enter_context(
-                ThreadPoolExecutor(max_workers=connections, thread_name_prefix="axsync-dl"))
+                def submit(calls: list[tuple[Mail, str, str, str, str]]) -> None:
+                    loop_runner.submit_many(p._download_async,
+                                            [(source, done, commit, *c) for c in calls])
+            else:  # a thread per connection (a proxy, a caller's own HTTP transport)
+                pool = exits.enter_context(
+                    ThreadPoolExecutor(max_workers=connections, thread_name_prefix="axsync-dl"))
 
-            def submit(calls: list[tuple[Mail, str, str, str, str]]) -> None:
-                for c in calls:
-                    pool.submit(p._download_to, done, commit, *c)
+                def submit(calls: list[tuple[Mail, str, str, str, str]]) -> None:
+                    for c in calls:
+                        pool.submit(p._download_to, done, commit, *c)
 
-        self._exits, self._submit = exits, submit
+            self._exits, self._submit = exits.pop_all(), submit
 
     def pump(self, wait: bool = False) -> None:
         """Hand out fed mails while fewer than ``limit`` are in flight, then record what

@@ -175,10 +175,14 @@ class Staging:
             int(q("SELECT count(*) FROM st_rm").fetchone()[0]),
         )
 
-    def new_totals(self, skip: set[str] | frozenset[str] = frozenset()) -> tuple[int, int]:
-        """(count, bytes) of the staged new mails, leaving out the ids in ``skip``."""
+    def new_totals(self, skip: set[str] | frozenset[str] = frozenset(),
+                   folder_id: str | None = None) -> tuple[int, int]:
+        """(count, bytes) of the staged new mails not fed yet (of ``folder_id``, or all),
+        leaving out the ids in ``skip``."""
+        where, params = ("", ()) if folder_id is None else (" AND folder_id = ?", (folder_id,))
         count, size = self.db.execute(
-            "SELECT count(*), coalesce(sum(size), 0) FROM st_new WHERE fed = 0").fetchone()
+            f"SELECT count(*), coalesce(sum(size), 0) FROM st_new WHERE fed = 0{where}",
+            params).fetchone()
         for mail_id in skip:
             row = self.db.execute("SELECT size FROM st_new WHERE mail_id = ? AND fed = 0",
                                   (mail_id,)).fetchone()
@@ -222,8 +226,8 @@ class Staging:
     def mark_fed(self, mail_ids: Iterable[str]) -> None:
         """These mails are downloaded (or being): planning and downloading leave them out,
         updates go to ``st_upd`` (applied to their rows), and a removal reported by
-        another folder still does not cancel them. Staged again (a later page of another
-        folder), a mail is not fed any more."""
+        another folder still does not cancel them. A mail staged again (a later page of
+        another folder) gets a new row, not marked."""
         self.db.executemany("UPDATE st_new SET fed = 1 WHERE mail_id = ?", [(m,) for m in mail_ids])
 
     def new_label_sets(self, folder_id: str | None = None) -> Iterator[tuple[str, tuple[str, ...]]]:
