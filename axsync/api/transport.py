@@ -180,22 +180,19 @@ def _proxied(base_url: str) -> bool:
     return not bypass(parts.hostname or "", proxies)
 
 
-def _ssl_verify(verify: bool | str) -> ssl.SSLContext | bool:
-    if isinstance(verify, bool):
-        return verify
-    if os.path.isdir(verify):
-        return ssl.create_default_context(capath=verify)
-    return ssl.create_default_context(cafile=verify)
-
-
 def _ssl_context(verify: bool | str) -> ssl.SSLContext:
-    context = _ssl_verify(verify)
-    if context is not False:
-        return httpx.create_ssl_context(context)
-    ssl_context = ssl.create_default_context()  # verify = false (tests, a lab server)
-    ssl_context.check_hostname = False
-    ssl_context.verify_mode = ssl.CERT_NONE
-    return ssl_context
+    """The TLS context ``verify`` asks for: True, the CAs httpx trusts; a path, that CA
+    file or directory instead; False, no verification (tests, a lab server)."""
+    if verify is False:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if isinstance(verify, bool):
+        return httpx.create_ssl_context(verify)
+    if os.path.isdir(verify):
+        return httpx.create_ssl_context(ssl.create_default_context(capath=verify))
+    return httpx.create_ssl_context(ssl.create_default_context(cafile=verify))
 
 
 class Http:

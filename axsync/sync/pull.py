@@ -725,20 +725,19 @@ class Puller:
                     and dir_of.get(fid, row.dirname) == row.dirname:
                 continue
             pplan.counts(dir_of.get(fid, "?")).updates += 1
-        elsewhere: list[tuple[str, str]] = []
+        elsewhere: dict[tuple[str, str], str] = {}  # (mail id, folder id) -> dirname
         for mid, fid in staging.removed():
             row = self.db.message_by_mail_id(mid)
             if row is None or row.uid in relocated_uids:
                 continue
             if row.folder_id != fid and row.state == "present":
-                elsewhere.append((mid, fid))
+                elsewhere[(mid, fid)] = row.dirname
                 continue
             pplan.counts(row.dirname).removals += 1
-        self._kept = self._still_there(elsewhere, states)
-        for mid, _fid in elsewhere:
-            row = self.db.message_by_mail_id(mid)
-            if row is not None and mid not in self._kept:
-                pplan.counts(row.dirname).removals += 1
+        self._kept = self._still_there(list(elsewhere), states)
+        for (mid, _fid), dirname in elsewhere.items():
+            if mid not in self._kept:
+                pplan.counts(dirname).removals += 1
         for a in fplan.actions:
             if a.kind == "rename":
                 pplan.counts(a.dirname).renames += 1
@@ -767,19 +766,18 @@ class Puller:
                 return exc
 
         kept: set[str] = set()
-        with ThreadPoolExecutor(max(1, min(self.options.concurrency, len(removals))),
-                                thread_name_prefix="axsync-gather") as pool:
-            for (mid, fid), there in zip(removals, pool.map(lookup, removals), strict=True):
-                if there is False:
-                    continue
-                kept.add(mid)
-                if there is True:
-                    log.info("mail %s reported removed from folder %s, which it had left: kept", mid, fid)
-                    continue
-                self.report.fail(f"mail {mid}", f"reported removed, not checked: {there}")
-                st = states.get(fid)
-                if st is not None:
-                    st.failed = True  # its token stays: the removal comes again next run
+        answers = in_threads(lookup, removals, "axsync-gather", workers=self.options.concurrency)
+        for (mid, fid), there in zip(removals, answers, strict=True):
+            if there is False:
+                continue
+            kept.add(mid)
+            if there is True:
+                log.info("mail %s reported removed from folder %s, which it had left: kept", mid, fid)
+                continue
+            self.report.fail(f"mail {mid}", f"reported removed, not checked: {there}")
+            st = states.get(fid)
+            if st is not None:
+                st.failed = True  # its token stays: the removal comes again next run
         return kept
 
     def _guard(self, pplan: P.PullPlan) -> None:
