@@ -7,7 +7,8 @@ extra round trip (the proxy accepts at once). The same proxy sits in front of th
 Axigen server (axsync) and of Dovecot (mbsync, OfflineIMAP) in ``tests/bench/peers.sh``, so
 every tool sees the same network.
 
-Run it on its own (stdlib only, one process, one event loop)::
+Run it on its own (stdlib only, one process, one event loop: uvloop's when installed, as
+the proxy's CPU is taken from the machine it measures)::
 
     python -m axsync.netproxy --target 127.0.0.1:8143 --rtt-ms 20 [--listen 127.0.0.1:0]
 
@@ -25,6 +26,7 @@ import signal
 import subprocess
 import sys
 from collections import deque
+from collections.abc import Callable
 from types import TracebackType
 from typing import cast
 
@@ -52,6 +54,7 @@ class _Side(asyncio.Protocol):
         self.full = False  # our send buffer is over its limit (the peer stops reading)
         self.reading = True
         self.held = True  # not reading until both sides are connected and linked
+        self.overdue = 0  # items due while held (uvloop reads before pause_reading applies)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast("asyncio.Transport", transport)
@@ -84,6 +87,9 @@ class _Side(asyncio.Protocol):
         self.loop.call_at(self.loop.time() + self.delay, self._deliver)
 
     def _deliver(self) -> None:
+        if self.held:  # not linked to the peer yet: delivered once linked (see link)
+            self.overdue += 1
+            return
         item = self.line.popleft()
         peer = self.peer.transport if self.peer is not None else None
         if isinstance(item, bytes):
@@ -100,6 +106,14 @@ class _Side(asyncio.Protocol):
                     peer.write_eof()
         else:
             peer.close()
+
+    def link(self, peer: _Side) -> None:
+        """Start passing what this side receives to ``peer``: first what is already due."""
+        self.peer, self.held = peer, False
+        overdue, self.overdue = self.overdue, 0
+        for _ in range(overdue):
+            self._deliver()
+        self.throttle()
 
     def throttle(self) -> None:
         """Read or not, as the bytes on their way and the peer's send buffer say."""
@@ -141,10 +155,8 @@ class _Client(_Side):
             assert upstream.transport is not None
             upstream.transport.close()
             return
-        self.peer, upstream.peer = upstream, self
-        for side in (self, upstream):
-            side.held = False
-            side.throttle()
+        self.link(upstream)
+        upstream.link(self)
 
 
 async def serve(listen: tuple[str, int], target: tuple[str, int], rtt: float,
@@ -184,7 +196,21 @@ def main(argv: list[str] | None = None) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    asyncio.run(run())
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(run())
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when installed (its timers and transports are C), else None
+    (asyncio's own); asyncio's too when ``AXSYNC_EVENT_LOOP=asyncio``, as for the
+    downloads (axsync.sync.fetch)."""
+    if os.environ.get("AXSYNC_EVENT_LOOP", "").strip().lower() == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return cast("Callable[[], asyncio.AbstractEventLoop]", uvloop.new_event_loop)
 
 
 class LatencyProxy:

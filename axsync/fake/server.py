@@ -138,6 +138,7 @@ class FakeAxigen:
             # httptools (C) when installed: the fake stands in for a C++ server, and with
             # h11 its own parsing took a third of a benchmark machine's second core.
             http="httptools" if _HTTPTOOLS else "h11",
+            loop="auto",  # uvloop's event loop when installed (a dependency), as for httptools
             ws="none",
             lifespan="off",
             log_config=None,

@@ -9,12 +9,18 @@ as a thread pool's shutdown does.
 :func:`fan_in` runs the gather phase's listings (one producer thread per folder in flight)
 and hands their pages to the one thread that writes the state DB. :func:`in_threads` runs
 a few blocking file-system calls (fsync-bound) at once.
+
+The event loop is uvloop's when it is installed (a dependency on Linux and macOS): its
+transports, timers and callbacks are C, where asyncio's are Python, and the downloads'
+thread shares the GIL with the rest of the pull. ``AXSYNC_EVENT_LOOP=asyncio`` picks the
+standard library's loop (``uvloop`` insists on uvloop); both pass the same tests.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import os
 import queue
 import threading
 from collections.abc import Awaitable, Callable, Generator, Sequence
@@ -27,6 +33,35 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+#: The environment variable that picks the downloads' event loop: "uvloop" or "asyncio"
+#: (unset or empty: uvloop when installed).
+EVENT_LOOP_ENV = "AXSYNC_EVENT_LOOP"
+_LOOPS = ("uvloop", "asyncio")
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop of the kind :data:`EVENT_LOOP_ENV` asks for (see the module
+    docstring). Raises ConfigError for a value that is not a loop, or for uvloop asked for
+    and not installed."""
+    import asyncio  # here: a run with nothing to download does not pay for importing it
+
+    from axsync.errors import ConfigError
+
+    choice = os.environ.get(EVENT_LOOP_ENV, "").strip().lower()
+    if choice not in ("", *_LOOPS):
+        raise ConfigError("bad environment", [
+            f"{EVENT_LOOP_ENV}: {choice!r} is not one of {', '.join(_LOOPS)}"])
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise ConfigError("bad environment", [
+                    f"{EVENT_LOOP_ENV}: uvloop is not installed"]) from None
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 def in_threads(fn: Callable[[T], R], items: Sequence[T], name: str, workers: int = 8) -> list[R]:
@@ -46,7 +81,7 @@ class LoopRunner:
     def __init__(self, connections: int) -> None:
         import asyncio  # here: a run with nothing to download does not pay for importing it
 
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()
         self._limit = asyncio.Semaphore(max(1, connections))
         self._pending: set[concurrent.futures.Future[None]] = set()
         self._pending_lock = threading.Lock()  # done callbacks run on the loop's thread

@@ -9,7 +9,8 @@ reply of its list, on whatever connection it arrives.
 
 Many tests run the same scenario through both paths, ``"sync"``
 (``ApiClient.download_source``, the reference) and ``"async"`` (``AsyncSource.download``):
-the async one must give the same results, errors and request counts.
+the async one must give the same results, errors and request counts. Each test runs on
+uvloop's event loop and on asyncio's.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import json
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, cast
+from typing import BinaryIO, TypeVar, cast
 
 import httpx
 import pytest
@@ -43,6 +44,7 @@ from axsync.errors import (
 )
 from axsync.fake.server import FakeAxigen
 from axsync.model import Download
+from axsync.sync.fetch import EVENT_LOOP_ENV, new_event_loop
 
 from . import test_lean
 from .conftest import PASSWORD, USER, MakeClient, MakeFake
@@ -53,11 +55,26 @@ FAKE_SOURCE = "GET /api/v1/mails/{mailId}/source"  # the fake's own route templa
 LOGIN = "POST /api/v1/login"
 PATHS = ("sync", "async")
 PREFIX = b"already here|"
+T = TypeVar("T")
 
 #: A self-signed certificate for 127.0.0.1 and a server context using it (module-scoped).
 tls = test_lean.tls
 
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture(autouse=True, params=["uvloop", "asyncio"])
+def event_loop_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on uvloop's event loop (the pull's default when installed) and on
+    asyncio's: :func:`run_loop` makes the one AXSYNC_EVENT_LOOP names, as the pull does."""
+    monkeypatch.setenv(EVENT_LOOP_ENV, request.param)
+    return str(request.param)
+
+
+def run_loop(coro: Coroutine[object, object, T]) -> T:
+    """``asyncio.run(coro)`` on the event loop the pull would use (:func:`new_event_loop`)."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(coro)
 
 
 @pytest.fixture(autouse=True)
@@ -94,7 +111,7 @@ def download(client: ApiClient, path: str, mail_id: str, out: BinaryIO) -> Downl
         finally:
             source.close()
 
-    return asyncio.run(main())
+    return run_loop(main())
 
 
 async def download_many(
@@ -293,7 +310,7 @@ def test_downloads_equal_the_mailbox_and_the_sync_path(
         finally:
             source.close()
 
-    results = asyncio.run(main())
+    results = run_loop(main())
     for mail, out, result in zip(picked, outs, results, strict=True):
         raw = fake.mailbox.get_mail(mail.id).raw
         assert out.getvalue() == raw
@@ -325,7 +342,7 @@ def test_200_concurrent_downloads_one_request_each(
         finally:
             source.close()
 
-    results = asyncio.run(main())
+    results = run_loop(main())
     for (mail_id, out), result in zip(jobs, results, strict=True):
         raw = fake.mailbox.get_mail(mail_id).raw
         assert out.getvalue() == raw
@@ -409,7 +426,7 @@ def test_503_storm_with_concurrent_downloads(make_fake: MakeFake, make_client: M
         finally:
             source.close()
 
-    results = asyncio.run(main())
+    results = run_loop(main())
     assert time.monotonic() - started < 5  # Retry-After: 0 honoured, no long backoff
     for mail, (_id, out), result in zip(mails, jobs, results, strict=True):
         assert out.getvalue() == mail.raw and result == expected(mail.raw)
@@ -453,7 +470,7 @@ def test_dropped_bodies_under_concurrency(make_fake: MakeFake, make_client: Make
         finally:
             source.close()
 
-    results = asyncio.run(main())
+    results = run_loop(main())
     for mail, out, result in zip(mails, outs, results, strict=True):
         assert out.getvalue() == PREFIX + mail.raw
         assert result == expected(mail.raw)
@@ -535,7 +552,7 @@ def test_session_expiry_under_concurrency_shares_logins(
         finally:
             source.close()
 
-    results = asyncio.run(main())
+    results = run_loop(main())
     for mail, (_id, out), result in zip(mails, jobs, results, strict=True):
         assert out.getvalue() == mail.raw and result == expected(mail.raw)
     logins = client.request_counts[LOGIN]
@@ -625,7 +642,7 @@ def test_chunked_and_other_framings_decoded_on_one_connection(serve: Serve) -> N
         finally:
             source.close()
 
-    results = asyncio.run(main())
+    results = run_loop(main())
     bodies = [b"".join(split), big + b"tail", b"after interim", b"until close"]
     assert [out.getvalue() for out in outs] == bodies
     assert results == [expected(body) for body in bodies]
@@ -792,7 +809,7 @@ def test_cancelled_download_gives_up_its_connection(serve: Serve) -> None:
         finally:
             source.close()
 
-    assert asyncio.run(main()) == expected(b"two")
+    assert run_loop(main()) == expected(b"two")
     assert out.getvalue() == b"x" * 50
     assert [g.conn for g in run.api.gets()] == [1, 2]
     assert run.client.request_counts == {LOGIN: 1, SOURCE: 2}
@@ -810,7 +827,7 @@ def test_tls_trusted_and_untrusted(serve: Serve, tls: Tls) -> None:
         finally:
             source.close()
 
-    assert asyncio.run(main()) == [expected(b"one"), expected(b"two")]
+    assert run_loop(main()) == [expected(b"one"), expected(b"two")]
     assert [g.conn for g in run.api.gets()] == [1, 1]
     untrusting = fetcher(run.client)
     untrusting.pool._ssl_context = ssl.create_default_context()  # the system CAs only
@@ -822,7 +839,7 @@ def test_tls_trusted_and_untrusted(serve: Serve, tls: Tls) -> None:
             untrusting.close()
 
     with pytest.raises(ServerUnreachable, match="CERTIFICATE_VERIFY_FAILED"):
-        asyncio.run(refused())
+        run_loop(refused())
     assert run.client.request_counts == {LOGIN: 1, SOURCE: 3}  # a refused certificate: no retry
     assert len(run.api.gets()) == 2  # the third request never went out
 
@@ -857,7 +874,7 @@ def test_idle_connection_closed_by_the_server_is_replaced(serve: Serve) -> None:
         finally:
             source.close()
 
-    assert asyncio.run(main()) == [expected(b"one"), expected(b"two")]
+    assert run_loop(main()) == [expected(b"one"), expected(b"two")]
     assert [out.getvalue() for out in outs] == [b"one", b"two"]
     assert run.client.request_counts == {LOGIN: 1, SOURCE: 2}  # no failed attempt, no retry
     assert [g.conn for g in run.api.gets()] == [1, 2]
@@ -885,7 +902,7 @@ def test_idle_connection_with_unasked_bytes_is_replaced(serve: Serve) -> None:
         finally:
             source.close()
 
-    assert asyncio.run(main()) == [expected(b"one"), expected(b"two")]
+    assert run_loop(main()) == [expected(b"one"), expected(b"two")]
     assert run.client.request_counts == {LOGIN: 1, SOURCE: 2}
     assert [g.conn for g in run.api.gets()] == [1, 2]
 
@@ -902,7 +919,7 @@ def test_reply_asking_to_close_is_not_pooled(serve: Serve) -> None:
         finally:
             source.close()
 
-    assert asyncio.run(main()) == [expected(b"one"), expected(b"two")]
+    assert run_loop(main()) == [expected(b"one"), expected(b"two")]
     assert [g.conn for g in run.api.gets()] == [1, 2]
     assert run.client.request_counts == {LOGIN: 1, SOURCE: 2}
 
@@ -940,7 +957,7 @@ def test_read_deadlines_fire_per_wait_and_leave_no_timer() -> None:
         await asyncio.sleep(WATCH_TICK * 1.5)
         assert watch._timer is None
 
-    asyncio.run(main())
+    run_loop(main())
 
 
 def test_a_stream_without_a_timeout_waits_without_the_watch() -> None:
@@ -956,4 +973,4 @@ def test_a_stream_without_a_timeout_waits_without_the_watch() -> None:
         stream.data_received(b"line\n")
         assert await task == b"line\n"
 
-    asyncio.run(main())
+    run_loop(main())

@@ -1,10 +1,12 @@
 """axsync/sync/fetch.py: fan_in (producer threads, one consumer, bounded queue) and
-LoopRunner (coroutines submitted from any thread, run on one event loop thread)."""
+LoopRunner (coroutines submitted from any thread, run on one event loop thread), and the
+choice of that loop (uvloop's or asyncio's)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import sys
 import threading
 import time
 from collections import Counter
@@ -13,7 +15,8 @@ from typing import Any, cast
 
 import pytest
 
-from axsync.sync.fetch import End, LoopRunner, fan_in, in_threads
+from axsync.errors import ConfigError
+from axsync.sync.fetch import EVENT_LOOP_ENV, End, LoopRunner, fan_in, in_threads, new_event_loop
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -366,3 +369,54 @@ def test_in_threads_keeps_the_order_runs_at_once_and_raises_the_first_error() ->
     with pytest.raises(ValueError, match="item 3"):
         in_threads(failing, list(range(8)), "t", workers=8)
     assert sorted(done) == list(range(8))  # every call ended before the error was raised
+
+
+# ---------------------------------------------------------------------------- event loop
+
+
+def loop_kind(loop: asyncio.AbstractEventLoop) -> str:
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+
+
+@pytest.mark.parametrize(("value", "kind"), [
+    (None, "uvloop"), ("", "uvloop"), ("uvloop", "uvloop"), (" UVLoop ", "uvloop"),
+    ("asyncio", "asyncio"),
+])
+def test_the_event_loop_is_uvloop_unless_asyncio_is_asked_for(
+        monkeypatch: pytest.MonkeyPatch, value: str | None, kind: str) -> None:
+    pytest.importorskip("uvloop")
+    if value is None:
+        monkeypatch.delenv(EVENT_LOOP_ENV, raising=False)
+    else:
+        monkeypatch.setenv(EVENT_LOOP_ENV, value)
+    with LoopRunner(2) as runner:
+        seen: list[str] = []
+
+        async def job() -> None:
+            seen.append(loop_kind(asyncio.get_running_loop()))
+
+        runner.submit(job)
+    assert loop_kind(runner.loop) == kind
+    assert seen == [kind]
+
+
+def test_an_unknown_event_loop_is_a_config_error_naming_the_variable(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(EVENT_LOOP_ENV, "trio")
+    with pytest.raises(ConfigError) as info:
+        new_event_loop()
+    assert info.value.exit_code == 2
+    assert "AXSYNC_EVENT_LOOP: 'trio' is not one of uvloop, asyncio" in str(info.value)
+
+
+def test_uvloop_asked_for_and_missing_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(EVENT_LOOP_ENV, "uvloop")
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop raises ImportError
+    with pytest.raises(ConfigError, match="AXSYNC_EVENT_LOOP: uvloop is not installed"):
+        new_event_loop()
+    monkeypatch.setenv(EVENT_LOOP_ENV, "")  # the default falls back to asyncio's loop
+    loop = new_event_loop()
+    try:
+        assert loop_kind(loop) == "asyncio"
+    finally:
+        loop.close()

@@ -1,7 +1,8 @@
 """The latency proxy of the benchmarks (axsync.netproxy), over real sockets: bytes arrive
 unchanged and in order, each direction ``rtt / 2`` late, half-closes and closes pass
 through, a slow reader holds back the sender (bounded memory), and a refused target
-closes the client."""
+closes the client. Each test runs on uvloop's event loop (the default when installed)
+and on asyncio's."""
 
 from __future__ import annotations
 
@@ -15,6 +16,13 @@ from pathlib import Path
 import pytest
 
 from axsync.netproxy import LatencyProxy
+
+
+@pytest.fixture(autouse=True, params=["uvloop", "asyncio"])
+def event_loop_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The proxy's event loop (its child process reads AXSYNC_EVENT_LOOP)."""
+    monkeypatch.setenv("AXSYNC_EVENT_LOOP", request.param)
+    return str(request.param)
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """What a run with nothing to do imports. A nightly run that finds nothing new spends
 most of its time starting Python and importing modules, so the sync path imports the
-heavy ones only where it uses them: asyncio when it downloads, ctypes when it syncs a
+heavy ones only where it uses them: asyncio and uvloop when it downloads, ctypes when it syncs a
 file system, gzip for gzip archives, importlib.resources for a zipped install."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-LAZY = ["asyncio", "ctypes", "gzip", "importlib.resources", "secrets"]
+LAZY = ["asyncio", "ctypes", "gzip", "importlib.resources", "secrets", "uvloop"]
 
 
 def test_the_sync_path_does_not_import_what_only_downloads_need() -> None:
