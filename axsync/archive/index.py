@@ -13,7 +13,9 @@ pure CPU in Python and costs about as much as downloading it. With many messages
 (an initial pull, a rebuild) and more than one CPU, pages of messages are parsed in worker
 processes while this process writes the finished pages, in order, into SQLite; a worker
 that dies or cannot start makes the page be parsed here instead. The result is the same
-either way (tests/archive/test_index.py compares them).
+either way (tests/archive/test_index.py compares them). While a pull goes on, the
+messages it downloads are handed to the workers as the bytes received
+(:meth:`IndexAlongside.keep`), not read back from their files.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -63,6 +66,12 @@ ALONGSIDE_AHEAD = 3
 #: Worker processes run at this niceness: parsing for the index gives way to the downloads
 #: (and to the rest of the machine); the run's end waits for it either way.
 NICE = 10
+#: Downloaded messages kept in memory for the workers (:meth:`IndexAlongside.keep`): at
+#: most this many bytes in all (more wait in their files), none bigger than
+#: :data:`KEEP_ONE`. Reading a message back from its file (find, open, read, decompress)
+#: cost 40 µs of a worker's CPU per message of the generated corpus.
+KEEP_BYTES = 32 * 1024 * 1024
+KEEP_ONE = 1024 * 1024
 
 # Work comes from search_queue (state/0006 and 0007: StateDB.insert_message and triggers
 # add every message whose document may not match it), so finding none costs nothing
@@ -104,6 +113,41 @@ class _Pending:
 #: One message ready to be written: FTS column values, has_attachment, sent_date, refs,
 #: and why the file could not be read (None: it was).
 Entry = tuple[tuple[str, ...], bool, "int | None", list[str], "str | None"]
+
+
+class _Kept:
+    """Messages' bytes by (folder dirname, file name), with the sha256 they must have;
+    at most ``limit`` bytes in all. Any thread may put and take."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.taken = 0  # how many were taken (with the right sha256)
+        self._items: dict[tuple[str, str], tuple[str, bytes]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, key: tuple[str, str], sha256: str, data: bytes) -> None:
+        with self._lock:
+            if key not in self._items and self.size + len(data) <= self.limit:
+                self._items[key] = (sha256, data)
+                self.size += len(data)
+
+    def take(self, key: tuple[str, str], sha256: str) -> bytes | None:
+        """The bytes kept under ``key`` (forgotten here), None if none or not these."""
+        with self._lock:
+            found = self._items.pop(key, None)
+            if found is None:
+                return None
+            self.size -= len(found[1])
+            if found[0] != sha256:
+                return None
+            self.taken += 1
+        return found[1]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.size = 0
 
 
 def default_workers() -> int:
@@ -254,8 +298,9 @@ class _Feeder:
     """Keeps the worker pool busy with pending pages and writes finished ones in order."""
 
     def __init__(self, index: SearchIndex, pool: ProcessPoolExecutor, limit: int | None,
-                 ahead: int = 2) -> None:
+                 ahead: int = 2, kept: _Kept | None = None) -> None:
         self.index, self.pool, self.limit = index, pool, limit
+        self.kept = kept  # messages' bytes handed over by the pull (not read back)
         self.ahead = ahead * index.workers  # pages in flight (parsing, or parsed and unwritten)
         self.inflight: deque[tuple[list[_Pending], Future[list[Entry]] | None]] = deque()
         self.queued = self.last = 0
@@ -276,8 +321,12 @@ class _Feeder:
             self.last, self.queued = rows[-1].uid, self.queued + len(rows)
             fut = None
             if not self.broken:
+                datas = None
+                if self.kept is not None:
+                    datas = [self.kept.take((r.dirname, r.filename), r.sha256) for r in rows]
                 try:
-                    fut = self.pool.submit(_parse_page, self.root, self.method, self.index.max_bytes, rows)
+                    fut = self.pool.submit(_parse_page, self.root, self.method, self.index.max_bytes,
+                                           rows, datas)
                 except Exception as exc:  # the pool is broken: parse here from now on
                     log.warning("search index: worker processes failed (%s); parsing here", exc)
                     self.broken = True
@@ -360,6 +409,7 @@ class IndexAlongside:
         self.index = index
         self.indexed = 0
         self._feeder: _Feeder | None = None
+        self._kept = _Kept(KEEP_BYTES)
         self._failed = False
         # Every full page recorded so far is handed out: until the pull records more, a
         # tick has nothing to look up (it ticks five times a second).
@@ -374,7 +424,25 @@ class IndexAlongside:
             return
         pool = self.index._pool()
         if pool is not None:
-            self._feeder = _Feeder(self.index, pool, None, ahead=ALONGSIDE_AHEAD)
+            self._feeder = _Feeder(self.index, pool, None, ahead=ALONGSIDE_AHEAD,
+                                   kept=self._kept)
+
+    def keep_limit(self) -> int:
+        """The biggest message :meth:`keep` takes now (0: none, the workers are not
+        running)."""
+        return KEEP_ONE if self._feeder is not None else 0
+
+    def keep(self, dirname: str, filename: str, sha256: str, data: bytes) -> None:
+        """The bytes of a message the pull stored as ``filename`` in folder ``dirname``,
+        for its document (any thread). Once its row is recorded, the workers get them
+        instead of reading the file, unless more than :data:`KEEP_BYTES` are waiting."""
+        if self._feeder is not None and len(data) <= KEEP_ONE:
+            self._kept.put((dirname, filename), sha256, data)
+
+    @property
+    def from_memory(self) -> int:
+        """Messages handed to the workers as the pull received them (not read back)."""
+        return self._kept.taken
 
     def recorded(self) -> None:
         """Rows were recorded: :meth:`tick`, looking for new pages."""
@@ -431,26 +499,37 @@ class IndexAlongside:
             self._feeder = feeder
             self._give_up(exc)
         finally:
+            self._kept.clear()
             feeder.pool.shutdown(wait=True, cancel_futures=True)
 
     def _give_up(self, exc: Exception) -> None:
         log.warning("search index alongside the pull stopped (%s); it catches up at the end", exc)
         self._failed = True
+        self._kept.clear()
         feeder, self._feeder = self._feeder, None
         if feeder is not None:
             with contextlib.suppress(Exception):
                 feeder.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _read(locator: Locator, max_bytes: int, row: _Pending) -> tuple[Doc, str | None]:
+def _read(locator: Locator, max_bytes: int, row: _Pending,
+          data: bytes | None = None) -> tuple[Doc, str | None]:
     """The message's document, or one made from the DB row and the reason why the file
-    could not be read (the message stays findable by subject and sender)."""
+    could not be read (the message stays findable by subject and sender). ``data``: the
+    message's bytes, already at hand (its file is not read)."""
+    if data is not None:
+        held = data
+        return _document(row, lambda: held[:max_bytes])
     found = locator.find(row.dirname, row.base, row.filename)
     if found is None:
         return Doc(subject=row.subject, sender=row.from_addr), "file missing"
+    return _document(row, lambda: locator.read(found, max_bytes))
+
+
+def _document(row: _Pending, read: Callable[[], bytes]) -> tuple[Doc, str | None]:
+    """:func:`_read`'s document of the bytes ``read()`` gives."""
     try:
-        data = locator.read(found, max_bytes)
-        return make_doc(data), None
+        return make_doc(read()), None
     except (StoreError, OSError) as exc:
         log.warning("search index: cannot read message %d: %s", row.uid, exc)
         return Doc(subject=row.subject, sender=row.from_addr), f"unreadable: {exc}"
@@ -492,7 +571,13 @@ def _by_size(rows: list[_Pending], budget: int) -> list[_Pending]:
     return rows
 
 
-def _parse_page(root: str, compression: str, max_bytes: int, rows: list[_Pending]) -> list[Entry]:
-    """In a worker process: read and parse one page of messages (no DB access)."""
+def _parse_page(root: str, compression: str, max_bytes: int, rows: list[_Pending],
+                datas: list[bytes | None] | None = None) -> list[Entry]:
+    """In a worker process: read and parse one page of messages (no DB access); a
+    message's bytes in ``datas`` (same order as ``rows``), when not None, are parsed
+    instead of its file."""
+    if datas is None:
+        datas = [None] * len(rows)
     with Locator(Store(root, compression=compression)) as locator:
-        return [_entry(*_read(locator, max_bytes, row)) for row in rows]
+        return [_entry(*_read(locator, max_bytes, row, data))
+                for row, data in zip(rows, datas, strict=True)]

@@ -170,6 +170,13 @@ class _IndexHook:
         if self.alongside is not None:
             self.alongside.tick()
 
+    def keep_limit(self) -> int:
+        return self.alongside.keep_limit() if self.alongside is not None else 0
+
+    def keep(self, dirname: str, filename: str, sha256: str, data: bytes) -> None:
+        if self.alongside is not None:
+            self.alongside.keep(dirname, filename, sha256, data)
+
     def finish(self) -> None:
         if self.alongside is not None:
             self.alongside.finish()

@@ -125,14 +125,28 @@ class _Sink:
     """A file-like target for ``download_source`` over a store writer: ``seek(0)`` +
     ``truncate()`` (what the client does before a retry) start a fresh writer."""
 
-    def __init__(self, store: Store, dirname: str, unique: str, size_hint: int | None = None) -> None:
+    def __init__(self, store: Store, dirname: str, unique: str, size_hint: int | None = None,
+                 keep: int = 0) -> None:
         self.store, self.dirname, self.unique, self.size_hint = store, dirname, unique, size_hint
         self._cm = store.writer(dirname, unique=unique, size_hint=size_hint)
         self.writer = self._cm.__enter__()
+        # The bytes written, while they are at most ``keep`` (for the search index:
+        # DownloadObserver.keep); None once they are more.
+        self._keep = keep
+        self._kept: list[bytes] | None = [] if keep > 0 else None
 
     def write(self, data: bytes) -> int:
         self.writer.write(data)
+        if self._kept is not None:
+            if self.writer.size <= self._keep:
+                self._kept.append(data)
+            else:
+                self._kept = None
         return len(data)
+
+    def kept(self) -> bytes | None:
+        """Every byte written, if they were kept (see ``keep``)."""
+        return b"".join(self._kept) if self._kept is not None else None
 
     def seek(self, pos: int, whence: int = 0) -> int:
         if pos != 0 or whence != 0:
@@ -143,6 +157,7 @@ class _Sink:
         self.abort()
         self._cm = self.store.writer(self.dirname, unique=self.unique, size_hint=self.size_hint)
         self.writer = self._cm.__enter__()
+        self._kept = [] if self._keep > 0 else None
         return 0
 
     def tell(self) -> int:
@@ -179,6 +194,12 @@ class DownloadObserver(Protocol):
     def recorded(self) -> None: ...
 
     def tick(self) -> None: ...  # every TICK_S while downloads are in flight
+
+    # The bytes of downloaded messages of at most keep_limit() bytes (0: none) are given to
+    # keep() once their file is sealed, from the thread that downloaded them.
+    def keep_limit(self) -> int: ...
+
+    def keep(self, dirname: str, filename: str, sha256: str, data: bytes) -> None: ...
 
 
 @dataclass
@@ -1288,13 +1309,13 @@ class Puller:
         """On the event loop: :meth:`_download_one`'s work; the sealed file to the group
         commit, or the exception put on ``done`` (exactly one of the two per call)."""
         try:
-            sink = _Sink(self.store, dirname, unique, mail.size or None)
+            sink = self._sink(dirname, unique, mail)
             try:
                 dl = await source.download(mail.id, sink)  # type: ignore[arg-type]
             except BaseException:
                 sink.abort()
                 raise
-            commit.add((mail, kind, dirname), sink.seal(mail, letters, dl))
+            commit.add((mail, kind, dirname), self._seal(sink, mail, letters, dl))
         except BaseException as exc:
             done.put([(mail, kind, dirname, None, exc)])
             if not isinstance(exc, Exception):
@@ -1302,13 +1323,28 @@ class Puller:
 
     def _download_one(self, mail: Mail, dirname: str, unique: str, letters: str) -> SealedFile:
         """Worker thread: network and file only; never touches the DB."""
-        sink = _Sink(self.store, dirname, unique, mail.size or None)
+        sink = self._sink(dirname, unique, mail)
         try:
             dl = self.api.download_source(mail.id, sink)  # type: ignore[arg-type]
         except BaseException:
             sink.abort()
             raise
-        return sink.seal(mail, letters, dl)
+        return self._seal(sink, mail, letters, dl)
+
+    def _sink(self, dirname: str, unique: str, mail: Mail) -> _Sink:
+        """Where a mail's download goes: its file, and its bytes for the observer if it
+        wants them (DownloadObserver.keep)."""
+        keep = self.observer.keep_limit() if self.observer is not None else 0
+        return _Sink(self.store, dirname, unique, mail.size or None, keep)
+
+    def _seal(self, sink: _Sink, mail: Mail, letters: str, dl: Download) -> SealedFile:
+        """``sink.seal``, then its bytes to the observer if kept."""
+        sealed = sink.seal(mail, letters, dl)
+        data = sink.kept()
+        if data is not None and self.observer is not None:
+            stored = sealed.stored
+            self.observer.keep(stored.dirname, stored.filename, stored.sha256, data)
+        return sealed
 
     def _adopt(self, mail: Mail, dirname: str, unique: str, letters: str,
                unsynced: set[Path]) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -20,6 +21,8 @@ from archive.conftest import (
 )
 from axsync.archive import index as index_module
 from axsync.archive.index import SearchIndex
+from axsync.archive.locate import Locator
+from axsync.errors import StoreError
 from axsync.statedb import StateDB
 from axsync.store import Store
 
@@ -382,9 +385,75 @@ def test_a_broken_worker_pool_falls_back_to_parsing_here(
     db.close()
 
 
+def test_index_alongside_parses_the_bytes_the_pull_kept_instead_of_its_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bytes a pull keeps for a message (IndexAlongside.keep) are what the workers
+    parse: the files of kept messages are overwritten here, and the index is still the
+    one made from them. Bytes kept under the wrong sha256 are not used (the file is read),
+    nor kept beyond KEEP_ONE per message or KEEP_BYTES in all."""
+    db, maildir, index = _paged(tmp_path, monkeypatch)
+    index.catch_up()
+    serial = index_dump(db)
+    clear_index(db)
+    rows = index._page(0, 10_000)
+    with Locator(Store(maildir)) as locator:
+        found = [(row, locator.find(row.dirname, row.base, row.filename)) for row in rows]
+        datas = {}
+        for row, file in found:
+            if file is not None:
+                with contextlib.suppress(StoreError):
+                    datas[row.uid] = (file, locator.read(file))
+    sizes = sorted(len(data) for _file, data in datas.values())
+    monkeypatch.setattr(index_module, "KEEP_ONE", sizes[len(sizes) // 2])
+    monkeypatch.setattr(index_module, "KEEP_BYTES", sum(sizes[: len(sizes) // 3]))
+    running = index.alongside()
+    assert running.keep_limit() == 0  # no workers yet: nothing is kept
+    running.keep(rows[0].dirname, rows[0].filename, rows[0].sha256, b"ignored")
+    running.downloads_started(len(rows))
+    assert running.keep_limit() == index_module.KEEP_ONE
+    kept: list[int] = []
+    wrong = next(iter(datas))  # kept under another sha256: its file is read
+    for row in rows:
+        if row.uid not in datas:
+            continue
+        file, data = datas[row.uid]
+        before = running._kept.size
+        sha = "0" * 64 if row.uid == wrong else row.sha256
+        running.keep(row.dirname, row.filename, sha, data)
+        if running._kept.size > before and row.uid != wrong:
+            kept.append(row.uid)
+            path = maildir / file.dirname / file.subdir / file.filename
+            path.write_bytes(b"not what the index must read")
+        assert running._kept.size <= index_module.KEEP_BYTES
+    assert 0 < len(kept) < len(datas) - 1  # some were not kept: too big, or no room
+    running.finish()
+    assert running.from_memory == len(kept) and running._kept.size == 0
+    assert index_dump(db) == serial
+    db.close()
+
+
+def test_kept_bytes_are_taken_once_with_their_sha256() -> None:
+    kept = index_module._Kept(10)
+    kept.put(("f", "a"), "sha-a", b"12345")
+    kept.put(("f", "a"), "sha-a", b"67")  # already kept: the first stays
+    kept.put(("f", "b"), "sha-b", b"123456")  # no room left
+    kept.put(("f", "c"), "sha-c", b"123")
+    assert kept.size == 8
+    assert kept.take(("f", "b"), "sha-b") is None
+    assert kept.take(("f", "a"), "sha-x") is None  # not these bytes: forgotten anyway
+    assert kept.take(("f", "a"), "sha-a") is None
+    assert kept.take(("f", "c"), "sha-c") == b"123" and kept.taken == 1
+    assert kept.size == 0
+    kept.put(("f", "d"), "sha-d", b"1")
+    kept.clear()
+    assert kept.size == 0 and kept.take(("f", "d"), "sha-d") is None
+
+
 _OWNER = """
 import os, sys, time
 from axsync.archive.index import SearchIndex
+from axsync.archive.locate import Locator
+from axsync.errors import StoreError
 index = SearchIndex.__new__(SearchIndex)
 index.workers = 2
 pool = index._pool()

@@ -4,6 +4,7 @@ The index must come out the same as one built afterwards in this process alone."
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -26,11 +27,21 @@ def test_initial_pull_indexes_alongside(make_env: MakeEnv, api: str, tmp_path: P
     monkeypatch.setattr(index_module, "default_workers", lambda: 2)
     started: list[int] = []
     pokes: list[int] = []
+    indexers: list[IndexAlongside] = []
     real_started, real_recorded = IndexAlongside.downloads_started, IndexAlongside.recorded
+    real_keep = IndexAlongside.keep
+    kept: list[str] = []
 
     def downloads_started(self: IndexAlongside, count: int) -> None:
         started.append(count)
+        indexers.append(self)
         real_started(self, count)
+
+    def keep(self: IndexAlongside, dirname: str, filename: str, sha256: str, data: bytes) -> None:
+        if self.running:
+            assert hashlib.sha256(data).hexdigest() == sha256
+            kept.append(filename)
+        real_keep(self, dirname, filename, sha256, data)
 
     def recorded(self: IndexAlongside) -> None:
         real_recorded(self)
@@ -47,6 +58,7 @@ def test_initial_pull_indexes_alongside(make_env: MakeEnv, api: str, tmp_path: P
     monkeypatch.setattr(IndexAlongside, "downloads_started", downloads_started)
     monkeypatch.setattr(IndexAlongside, "recorded", recorded)
     monkeypatch.setattr(IndexAlongside, "tick", tick)
+    monkeypatch.setattr(IndexAlongside, "keep", keep)
     monkeypatch.setattr(pull_module, "TICK_S", 0.0)  # told at every turn of the loop
     env = make_env(api, messages=150)
     report = env.ok()
@@ -56,6 +68,10 @@ def test_initial_pull_indexes_alongside(make_env: MakeEnv, api: str, tmp_path: P
     assert len(started) == 1 if api == "10.4" else len(started) > 1
     assert pokes and max(pokes) >= 25, "no page was parsed alongside the downloads"
     assert len(ticks) > len(pokes), "the index was not told between recordings"
+    # the workers parsed the bytes received, not the files, for every mail downloaded
+    # once they were running (all but the few started before the workers were)
+    assert len(set(indexers)) == 1 and indexers[0].from_memory == len(kept)
+    assert report.pulled.new >= len(kept) > report.pulled.new // 2
     db = StateDB.open(env.db_path)
     try:
         index = SearchIndex(db, Store(env.maildir), workers=1)
