@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import socket
 import threading
@@ -138,7 +139,10 @@ class FakeAxigen:
             # httptools (C) when installed: the fake stands in for a C++ server, and with
             # h11 its own parsing took a third of a benchmark machine's second core.
             http="httptools" if _HTTPTOOLS else "h11",
-            loop="auto",  # uvloop's event loop when installed (a dependency), as for httptools
+            # uvloop's event loop when installed (a dependency), as for httptools; asyncio's
+            # with AXSYNC_EVENT_LOOP=asyncio, as for the downloads (axsync.sync.fetch)
+            loop="asyncio" if os.environ.get("AXSYNC_EVENT_LOOP", "").strip().lower() == "asyncio"
+            else "auto",
             ws="none",
             lifespan="off",
             log_config=None,

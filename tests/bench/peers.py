@@ -6,7 +6,11 @@ tool) and serves it twice: by Dovecot from a plain Maildir (for mbsync and Offli
 over IMAP) and by the fake Axigen server (for axsync, over the REST API), each behind the
 same TCP latency proxy (:mod:`axsync.netproxy`). Then, per added round-trip time:
 
-1. initial pull into an empty local Maildir (every tool; ``--repeat`` times, median);
+1. initial pull into an empty local Maildir (every tool; ``--repeat`` times, median). The
+   tools take turns (the first run of each, then the second...): the machine's speed
+   drifts by more than the differences measured, and a tool's runs done one after the
+   other would all fall in a fast or a slow hour. Each tool's ``ratio_to_axsync`` lists
+   its time over axsync's for each turn;
 2. a run with nothing changed;
 3. a run after 1 % of the messages had their flagged flag toggled on the server.
 
@@ -445,19 +449,24 @@ def bench_size(n: int, args: argparse.Namespace, results: dict[str, Any]) -> Non
                         "offlineimap": offlineimap_config(work, dv_port, dv.password),
                     }
                     rows: dict[str, dict[str, Any]] = {}
-                    for tool in args.tools:
-                        runs = []
-                        for i in range(args.repeat):
+                    initial: dict[str, list[dict[str, Any]]] = {tool: [] for tool in args.tools}
+                    for i in range(args.repeat):  # the tools take turns (module docstring)
+                        for tool in args.tools:
                             for d in tool_dirs(tool, work):
                                 retire(d)  # deleted at the end (see axsync.bench.retire)
                             if tool == "mbsync":  # mbsync wants its Maildir root to exist
                                 tool_dirs(tool, work)[0].mkdir()
                             log(f"[{n}] +{rtt:g} ms: {tool} initial pull {i + 1}/{args.repeat}")
-                            runs.append(run_tool(tool, cfgs[tool], work, f"initial{i}", meters))
+                            initial[tool].append(run_tool(tool, cfgs[tool], work, f"initial{i}", meters))
+                    for tool, runs in initial.items():
                         got = count_messages(tool_dirs(tool, work)[0])
                         rows[tool] = {"initial": {**median_row(runs), "messages": got}}
                         if got != n:
                             raise RuntimeError(f"{tool} pulled {got} of {n} messages")
+                        if "axsync" in initial and tool != "axsync":
+                            rows[tool]["initial"]["ratio_to_axsync"] = [
+                                round(r["wall_s"] / a["wall_s"], 3)
+                                for r, a in zip(runs, initial["axsync"], strict=True)]
                     for tool in args.tools:
                         runs = [run_tool(tool, cfgs[tool], work, f"nochange{i}", meters)
                                 for i in range(args.repeat)]
@@ -492,6 +501,8 @@ def format_rows(runs: Sequence[dict[str, Any]]) -> str:
                 if not d:
                     continue
                 ratio = f"{d['wall_s'] / ax:.2f}x" if ax and tool != "axsync" else ""
+                if d.get("ratio_to_axsync"):  # the median of the turns' ratios
+                    ratio = f"{statistics.median(d['ratio_to_axsync']):.2f}x"
                 lines.append(f"{r['messages']:>8} {r['rtt_ms']:>5g} {tool:<12} {phase:<10} "
                              f"{d['wall_s']:>8} {d['cpu_s']:>8} {d['peak_rss_mb']:>7} "
                              f"{d.get('server_cpu_s', ''):>8} {d.get('proxy_cpu_s', ''):>7} "
