@@ -7,8 +7,8 @@ extra round trip (the proxy accepts at once). The same proxy sits in front of th
 Axigen server (axsync) and of Dovecot (mbsync, OfflineIMAP) in ``tests/bench/peers.sh``, so
 every tool sees the same network.
 
-Run it on its own (stdlib only, one process, one event loop: uvloop's when installed, as
-the proxy's CPU is taken from the machine it measures)::
+Run it on its own (one process, one event loop: uvloop's where installed, as the proxy's
+CPU is taken from the machine it measures; :mod:`axsync.evloop`)::
 
     python -m axsync.netproxy --target 127.0.0.1:8143 --rtt-ms 20 [--listen 127.0.0.1:0]
 
@@ -29,6 +29,8 @@ from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 from typing import cast
+
+from axsync.evloop import loop_factory
 
 _EOF = object()  # the sender shut down its writing: shut down the peer's, after the delay
 _CLOSE = object()  # the sender's connection is gone: close the peer's, after the delay
@@ -201,16 +203,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop when installed (its timers and transports are C), else None
-    (asyncio's own); asyncio's too when ``AXSYNC_EVENT_LOOP=asyncio``, as for the
-    downloads (axsync.sync.fetch)."""
-    if os.environ.get("AXSYNC_EVENT_LOOP", "").strip().lower() == "asyncio":
-        return None
+    """uvloop's event loop where installed, else asyncio's (None), as ``AXSYNC_EVENT_LOOP``
+    says (:mod:`axsync.evloop`; a bad value makes the proxy exit with its message)."""
     try:
-        import uvloop
-    except ImportError:
-        return None
-    return cast("Callable[[], asyncio.AbstractEventLoop]", uvloop.new_event_loop)
+        return loop_factory()
+    except ValueError as exc:
+        raise SystemExit(f"netproxy: {exc}") from None
 
 
 class LatencyProxy:

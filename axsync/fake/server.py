@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import signal
 import socket
 import threading
@@ -18,6 +17,7 @@ from types import TracebackType
 import uvicorn
 from starlette.applications import Starlette
 
+from axsync.evloop import loop_factory
 from axsync.fake.app import QuietDrops, build_app
 from axsync.fake.knobs import Knobs
 from axsync.fake.mailbox import CorpusLike, Mailbox
@@ -60,6 +60,15 @@ try:
     _HTTPTOOLS = True
 except ImportError:  # pragma: no cover - a dependency; h11 still works
     _HTTPTOOLS = False
+
+
+def _uvicorn_loop() -> str:
+    """uvicorn's name for the event loop :mod:`axsync.evloop` picks ("auto" for a value
+    of AXSYNC_EVENT_LOOP it does not know: the fake runs anyway)."""
+    try:
+        return "uvloop" if loop_factory() is not None else "asyncio"
+    except ValueError:
+        return "auto"
 
 
 def _quiet_uvicorn() -> None:
@@ -139,10 +148,9 @@ class FakeAxigen:
             # httptools (C) when installed: the fake stands in for a C++ server, and with
             # h11 its own parsing took a third of a benchmark machine's second core.
             http="httptools" if _HTTPTOOLS else "h11",
-            # uvloop's event loop when installed (a dependency), as for httptools; asyncio's
-            # with AXSYNC_EVENT_LOOP=asyncio, as for the downloads (axsync.sync.fetch)
-            loop="asyncio" if os.environ.get("AXSYNC_EVENT_LOOP", "").strip().lower() == "asyncio"
-            else "auto",
+            # uvloop's event loop where installed (a dependency), as for httptools, unless
+            # AXSYNC_EVENT_LOOP says otherwise (axsync.evloop)
+            loop=_uvicorn_loop(),
             ws="none",
             lifespan="off",
             log_config=None,

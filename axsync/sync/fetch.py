@@ -10,17 +10,13 @@ as a thread pool's shutdown does.
 and hands their pages to the one thread that writes the state DB. :func:`in_threads` runs
 a few blocking file-system calls (fsync-bound) at once.
 
-The event loop is uvloop's when it is installed (a dependency on Linux and macOS): its
-transports, timers and callbacks are C, where asyncio's are Python, and the downloads'
-thread shares the GIL with the rest of the pull. ``AXSYNC_EVENT_LOOP=asyncio`` picks the
-standard library's loop (``uvloop`` insists on uvloop); both pass the same tests.
+The event loop is uvloop's where it is installed, else asyncio's (:mod:`axsync.evloop`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import os
 import queue
 import threading
 from collections.abc import Awaitable, Callable, Generator, Sequence
@@ -28,40 +24,30 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from axsync.evloop import EVENT_LOOP_ENV, loop_factory
+
 if TYPE_CHECKING:
     import asyncio
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: The environment variable that picks the downloads' event loop: "uvloop" or "asyncio"
-#: (unset or empty: uvloop when installed).
-EVENT_LOOP_ENV = "AXSYNC_EVENT_LOOP"
-_LOOPS = ("uvloop", "asyncio")
+__all__ = ["EVENT_LOOP_ENV", "End", "LoopRunner", "fan_in", "in_threads", "new_event_loop"]
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """A new event loop of the kind :data:`EVENT_LOOP_ENV` asks for (see the module
-    docstring). Raises ConfigError for a value that is not a loop, or for uvloop asked for
-    and not installed."""
+    """A new event loop of the kind ``AXSYNC_EVENT_LOOP`` asks for (:mod:`axsync.evloop`).
+    ConfigError naming the variable for a value that is not a loop, or for uvloop asked
+    for and not installed."""
     import asyncio  # here: a run with nothing to download does not pay for importing it
 
     from axsync.errors import ConfigError
 
-    choice = os.environ.get(EVENT_LOOP_ENV, "").strip().lower()
-    if choice not in ("", *_LOOPS):
-        raise ConfigError("bad environment", [
-            f"{EVENT_LOOP_ENV}: {choice!r} is not one of {', '.join(_LOOPS)}"])
-    if choice != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            if choice == "uvloop":
-                raise ConfigError("bad environment", [
-                    f"{EVENT_LOOP_ENV}: uvloop is not installed"]) from None
-        else:
-            return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
+    try:
+        factory = loop_factory()
+    except ValueError as exc:
+        raise ConfigError("bad environment", [str(exc)]) from None
+    return factory() if factory is not None else asyncio.new_event_loop()
 
 
 def in_threads(fn: Callable[[T], R], items: Sequence[T], name: str, workers: int = 8) -> list[R]:
