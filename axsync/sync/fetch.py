@@ -24,16 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from axsync.evloop import EVENT_LOOP_ENV, loop_factory
+from axsync.evloop import loop_factory
 
 if TYPE_CHECKING:
     import asyncio
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-__all__ = ["EVENT_LOOP_ENV", "End", "LoopRunner", "fan_in", "in_threads", "new_event_loop"]
-
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """A new event loop of the kind ``AXSYNC_EVENT_LOOP`` asks for (:mod:`axsync.evloop`).

@@ -332,8 +332,7 @@ class Puller:
         an initial pull (no message archived, so no mail of it can be a move, an update
         or a removal of one) from a server with mail deltas (which carry each mail's
         conversation: 10.4's conversation lists are read after the gathering)."""
-        return (mail_delta and not self.options.dry_run
-                and self.db.execute("SELECT 1 FROM messages LIMIT 1").fetchone() is None)
+        return mail_delta and not self.options.dry_run and not self.db.any_message()
 
     def _capabilities(self, now: int) -> tuple[bool, bool]:
         acc = self.db.account() or {}
@@ -1571,7 +1570,7 @@ class _Downloads:
         db = puller.db
         # An archive without a message yet (an initial pull) has nothing a mail could be
         # archived as already: no lookup per mail...
-        self.archived = db.execute("SELECT 1 FROM messages LIMIT 1").fetchone() is not None
+        self.archived = db.any_message()
         # ...nor a removal a download could be the other end of (a move matched by content,
         # see _record_download): then new mails' rows are inserted many at a time.
         self.in_bulk = not self.archived and db.execute("SELECT 1 FROM st_rm LIMIT 1").fetchone() is None

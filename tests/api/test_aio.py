@@ -42,9 +42,10 @@ from axsync.errors import (
     ServerUnreachable,
     StoreError,
 )
+from axsync.evloop import EVENT_LOOP_ENV
 from axsync.fake.server import FakeAxigen
 from axsync.model import Download
-from axsync.sync.fetch import EVENT_LOOP_ENV, new_event_loop
+from axsync.sync.fetch import new_event_loop
 
 from . import test_lean
 from .conftest import PASSWORD, USER, MakeClient, MakeFake

@@ -16,7 +16,8 @@ from typing import Any, cast
 import pytest
 
 from axsync.errors import ConfigError
-from axsync.sync.fetch import EVENT_LOOP_ENV, End, LoopRunner, fan_in, in_threads, new_event_loop
+from axsync.evloop import EVENT_LOOP_ENV
+from axsync.sync.fetch import End, LoopRunner, fan_in, in_threads, new_event_loop
 
 pytestmark = pytest.mark.timeout(60)
 
